@@ -1,0 +1,81 @@
+"""ArcFace: additive angular margin."""
+
+import keras
+
+from keras_face.heads.base import (
+    ARC_FALLBACKS,
+    GRADIENT_MODES,
+    MarginHead,
+    additive_angular_margin,
+    straight_through,
+    validate_choice,
+    validate_positive,
+)
+
+
+@keras.saving.register_keras_serializable(package="keras_face")
+class ArcFace(MarginHead):
+    """Additive angular margin head (ArcFace).
+
+    Computes `s * cos(theta_y + m)` for the target class and `s * cos(theta_j)` for the
+    others, where `theta` is the angle between the L2-normalised embedding and class
+    centre. Past `theta_y = pi - m`, where `cos(theta + m)` stops decreasing, the target
+    follows `fallback`:
+
+    | fallback | target cosine where it applies | source |
+    |---|---|---|
+    | `"cosface"` | `c - m sin m` where `c <= cos(pi - m)` | insightface `train_softmax.py` (2018-2020 default), face.evoLVe, CurricularFace |
+    | `"easy"` | `c` where `c <= 0` | `easy_margin=True` of the references; MagFace's default |
+    | `"none"` | `cos(theta + m)` everywhere | ArcFace paper Algorithm 1; insightface `arcface_torch` |
+    | `"clip"` | `cos(clip(theta + m, 1e-4, pi - 1e-4))` | AdaFace's `ArcFace` |
+    | `"reflect"` | `-2 - cos(theta + m)` where `c <= cos(pi - m)` | Keras_insightface (continuous, monotone) |
+
+    `gradient="detached"` keeps the forward value but passes the gradient of the plain
+    cosine (insightface `arcface_torch` since 2022-12, opensphere's CGD).
+
+    Args:
+        num_classes: int. Number of identities.
+        scale: float. The scale `s`. Defaults to `64.0`.
+        margin: float. Additive angular margin `m` in radians. Defaults to `0.5`.
+        fallback: str. Target beyond `pi - m`, see the table. Defaults to `"cosface"`.
+        gradient: str. `"exact"` or `"detached"`. Defaults to `"exact"`.
+        kernel_initializer: initializer of the class centres. Defaults to
+            `RandomNormal(stddev=0.01)`.
+        kernel_regularizer: optional regularizer of the class centres. Defaults to `None`.
+        **kwargs: other keyword arguments passed to `keras.layers.Layer`.
+
+    Example:
+        ```python
+        head = keras_face.heads.ArcFace(num_classes=10_000)
+        logits = head([embeddings, labels], training=True)
+        ```
+
+    References:
+        - [Deng et al., ArcFace: Additive Angular Margin Loss for Deep Face
+          Recognition, CVPR 2019](https://arxiv.org/abs/1801.07698)
+    """
+
+    hyperparameters = ("scale", "margin", "fallback", "gradient")
+
+    def __init__(
+        self,
+        num_classes,
+        scale=64.0,
+        margin=0.5,
+        fallback="cosface",
+        gradient="exact",
+        kernel_initializer=None,
+        kernel_regularizer=None,
+        **kwargs,
+    ):
+        super().__init__(num_classes, kernel_initializer, kernel_regularizer, **kwargs)
+        self.scale = validate_positive("scale", scale)
+        self.margin = validate_positive("margin", margin, allow_zero=True)
+        self.fallback = validate_choice("fallback", fallback, ARC_FALLBACKS)
+        self.gradient = validate_choice("gradient", gradient, GRADIENT_MODES)
+
+    def target_logits(self, target_cosine, norms):
+        adjusted = additive_angular_margin(target_cosine, self.margin, self.fallback)
+        if self.gradient == "detached":
+            adjusted = straight_through(target_cosine, adjusted)
+        return self.scale * adjusted

@@ -1,0 +1,98 @@
+"""The only backend-specific code of `keras_face.heads`.
+
+Everything else in the heads uses `keras.ops`. Two things cannot be expressed that way:
+
+- `cross_replica_sum`: under a `tf.distribute` strategy, the statistics of stateful heads
+  (CurricularFace `t`, AdaFace mean/std) are taken over the whole global batch, so that two
+  replicas with a global batch B reach exactly the state of one replica with batch B.
+  On the JAX and PyTorch backends (no replica context) it is the identity.
+- `check_label_range`: a label outside `[0, num_classes)` must raise an error naming the bad
+  value, also inside a compiled graph (TensorFlow `tf.function`, JAX `jit`), where Python
+  cannot look at the values.
+"""
+
+import keras
+import numpy as np
+from keras import ops
+
+
+def cross_replica_sum(value):
+    """Sum `value` over the replicas of the current `tf.distribute` strategy.
+
+    Args:
+        value: tensor. A per-replica partial sum.
+
+    Returns:
+        The sum over all replicas in sync (the identity outside a multi-replica context or
+        on a backend other than TensorFlow).
+    """
+    if keras.backend.backend() != "tensorflow":
+        return value
+    import tensorflow as tf  # TensorFlow-only branch.
+
+    if not tf.distribute.has_strategy() or tf.distribute.in_cross_replica_context():
+        return value
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        return value
+    return context.all_reduce(tf.distribute.ReduceOp.SUM, value)
+
+
+def _label_error(layer_name, num_classes, bad_values):
+    bad = ", ".join(str(int(v)) for v in np.asarray(bad_values).reshape(-1)[:8])
+    return ValueError(
+        f"{layer_name}: every label must be in [0, num_classes) with "
+        f"num_classes={num_classes}. Received: labels containing {bad}"
+    )
+
+
+def _raise_if_out_of_range(labels, num_classes, layer_name):
+    labels = np.asarray(labels)
+    bad = labels[(labels < 0) | (labels >= num_classes)]
+    if bad.size:
+        raise _label_error(layer_name, num_classes, bad)
+
+
+def check_label_range(labels, num_classes, layer_name):
+    """Raise an error naming the first bad labels when any is outside `[0, num_classes)`.
+
+    Args:
+        labels: integer tensor of shape `(batch,)`.
+        num_classes: int. Number of classes of the head.
+        layer_name: str. Used in the message.
+
+    Returns:
+        `labels`, possibly with a control dependency on the check (TensorFlow graphs).
+    """
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf  # TensorFlow-only branch.
+
+        if tf.executing_eagerly():
+            _raise_if_out_of_range(labels.numpy(), num_classes, layer_name)
+            return labels
+        bad = tf.boolean_mask(labels, (labels < 0) | (labels >= num_classes))
+        check = tf.debugging.Assert(
+            tf.equal(tf.size(bad), 0),
+            [
+                f"{layer_name}: every label must be in [0, num_classes) with "
+                f"num_classes={num_classes}. Received: labels containing",
+                bad,
+            ],
+            summarize=8,
+        )
+        with tf.control_dependencies([check]):
+            return tf.identity(labels)
+    if backend == "jax":
+        import jax  # JAX-only branch.
+
+        if isinstance(labels, jax.core.Tracer):
+            jax.debug.callback(
+                _raise_if_out_of_range, labels, num_classes, layer_name
+            )
+            return labels
+        _raise_if_out_of_range(np.asarray(labels), num_classes, layer_name)
+        return labels
+    # PyTorch (eager) and NumPy: look at the values directly.
+    _raise_if_out_of_range(ops.convert_to_numpy(labels), num_classes, layer_name)
+    return labels

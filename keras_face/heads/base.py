@@ -1,0 +1,379 @@
+"""Shared machinery of every margin head: the cosine classifier and its target column.
+
+A concrete head states only its target-logit formula (`target_logits`) and, if it has
+any, its state (`build_state`, `update_state`). Everything else lives here once:
+
+- L2 normalisation of the embeddings (robust to tiny, zero and huge norms) and of the
+  class centres (the product is divided by the column norms instead of materialising a
+  normalised copy of the `(embedding_dim, num_classes)` kernel);
+- the clipped cosine matrix, label validation, reading and writing the target column
+  without a dense one-hot;
+- float32 computation under any dtype policy, inference mode (`training=False` or no
+  labels: plain scaled cosine, no margin, no state update);
+- the global-batch statistics used by stateful heads (`global_batch_mean`,
+  `global_batch_moments`), all-reduced across `tf.distribute` replicas.
+"""
+
+import math
+
+import keras
+from keras import ops
+
+from keras_face.heads import backend_ops
+
+# F.normalize's eps: x / max(||x||, eps).
+NORM_EPSILON = 1e-12
+# Floor under 1 - c^2 in sqrt(1 - c^2): zero gradient where |c| = 1 (and at cosines
+# that round above 1), while changing no value by more than 1e-15.
+SQRT_FLOOR = 1e-30
+# Smallest normal float32: the per-row rescaling divisor is never below it.
+_TINY_FLOAT32 = 1.1754944e-38
+
+ARC_FALLBACKS = ("cosface", "easy", "none", "clip", "reflect")
+GRADIENT_MODES = ("exact", "detached")
+# Angle clip of the `clip` fallback, as AdaFace's ArcFace (`cos(clip(theta + m, eps, pi - eps))`).
+CLIP_FALLBACK_EPSILON = 1e-4
+
+
+def safe_sine(cosine):
+    """`sqrt(1 - c^2)` with a finite gradient at |c| = 1 and an exact value elsewhere."""
+    return ops.sqrt(ops.maximum(1.0 - ops.square(cosine), SQRT_FLOOR))
+
+
+def safe_arccos(cosine):
+    """`arccos(c)` computed as `atan2(sqrt(1 - c^2), c)`: exact, finite gradient at |c| = 1."""
+    return ops.arctan2(safe_sine(cosine), cosine)
+
+
+def additive_angular_margin(cosine, margin, fallback="cosface"):
+    """Target cosine `cos(theta + m)` with one of ArcFace's fallbacks past `theta = pi - m`.
+
+    Args:
+        cosine: float32 tensor of target cosines, clipped to [-1, 1].
+        margin: float or float32 tensor broadcastable to `cosine` (radians).
+        fallback: str. One of `"cosface"` (c - m sin m where c <= cos(pi - m), the
+            insightface 2018-2020 and CurricularFace default), `"easy"` (no margin where
+            c <= 0), `"none"` (the paper's Algorithm 1: cos(theta + m) everywhere),
+            `"clip"` (cos(clip(theta + m, eps, pi - eps)), AdaFace's ArcFace) or
+            `"reflect"` (-2 - cos(theta + m) where c <= cos(pi - m): continuous and
+            monotone). Defaults to `"cosface"`.
+
+    Returns:
+        The adjusted target cosine, same shape as `cosine`.
+    """
+    cos_m = ops.cos(margin)
+    sin_m = ops.sin(margin)
+    if fallback == "clip":
+        angle = ops.clip(
+            safe_arccos(cosine) + margin,
+            CLIP_FALLBACK_EPSILON,
+            math.pi - CLIP_FALLBACK_EPSILON,
+        )
+        return ops.cos(angle)
+    # cos(theta + m) = c cos m - sin(theta) sin m (ArcFace paper, Eq. 3 target logit).
+    shifted = cosine * cos_m - safe_sine(cosine) * sin_m
+    if fallback == "none":
+        return shifted
+    if fallback == "easy":
+        return ops.where(cosine > 0.0, shifted, cosine)
+    threshold = -cos_m  # cos(pi - m)
+    if fallback == "cosface":
+        return ops.where(cosine > threshold, shifted, cosine - margin * sin_m)
+    if fallback == "reflect":
+        return ops.where(cosine > threshold, shifted, -2.0 - shifted)
+    raise ValueError(
+        f"Unknown ArcFace fallback; expected one of {ARC_FALLBACKS}. "
+        f"Received: fallback={fallback!r}"
+    )
+
+
+def straight_through(cosine, target_cosine):
+    """Forward `target_cosine`, gradient of `cosine` (CGD, insightface since 2022-12)."""
+    return cosine + ops.stop_gradient(target_cosine - cosine)
+
+
+def validate_choice(name, value, choices):
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {choices}. Received: {name}={value!r}")
+    return value
+
+
+def validate_positive(name, value, allow_zero=False):
+    value = float(value)
+    if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
+        kind = "non-negative" if allow_zero else "positive"
+        raise ValueError(f"{name} must be a finite {kind} number. Received: {name}={value}")
+    return value
+
+
+@keras.saving.register_keras_serializable(package="keras_face")
+class MarginHead(keras.layers.Layer):
+    """Base class of the margin heads: a normalised-cosine classifier.
+
+    Called as `head([embeddings, labels], training=...)` it returns float32 logits of
+    shape `(batch, num_classes)`; `scale * cos(theta)` for every class, with the target
+    column replaced by the subclass's `target_logits` when training. Called with
+    `training=False` or without labels it returns the plain scaled cosine.
+
+    Subclasses override `target_logits` (the margin) and may override `logit_scale`,
+    `nontarget_logits`, `build_state`, `update_state` and `cosine_matrix`. They list
+    their constructor hyper-parameters in `hyperparameters` so that `get_config` is
+    complete.
+
+    Args:
+        num_classes: int. Number of identities.
+        kernel_initializer: initializer of the class centres, shape
+            `(embedding_dim, num_classes)`. Defaults to `RandomNormal(stddev=0.01)`.
+        kernel_regularizer: optional regularizer of the class centres. Defaults to `None`.
+        **kwargs: other keyword arguments passed to `keras.layers.Layer`.
+    """
+
+    # Names of the constructor arguments a subclass adds (for get_config).
+    hyperparameters = ()
+    # Kernel columns per class (Sub-center ArcFace: K).
+    columns_per_class = 1
+
+    def __init__(
+        self,
+        num_classes,
+        kernel_initializer=None,
+        kernel_regularizer=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if (
+            isinstance(num_classes, bool)
+            or not isinstance(num_classes, int)
+            and not (hasattr(num_classes, "__index__"))
+        ):
+            raise ValueError(
+                f"num_classes must be a positive integer. Received: num_classes={num_classes!r}"
+            )
+        num_classes = int(num_classes)
+        if num_classes < 1:
+            raise ValueError(
+                f"num_classes must be a positive integer. Received: num_classes={num_classes}"
+            )
+        self.num_classes = num_classes
+        if kernel_initializer is None:
+            kernel_initializer = keras.initializers.RandomNormal(stddev=0.01)
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
+
+    # ----------------------------------------------------------------------------------
+    # dtype: all margin math in float32, whatever the policy.
+    @property
+    def input_dtype(self):
+        return "float32"
+
+    # ----------------------------------------------------------------------------------
+    # Building.
+    def build(self, input_shape):
+        embedding_shape = self._embedding_shape(input_shape)
+        if len(embedding_shape) != 2:
+            raise ValueError(
+                f"{self.__class__.__name__} expects embeddings of rank 2, (batch, "
+                f"embedding_dim). Received: embeddings shape={tuple(embedding_shape)}"
+            )
+        embedding_dim = embedding_shape[-1]
+        if embedding_dim is None:
+            raise ValueError(
+                f"{self.__class__.__name__} needs a known embedding dimension. "
+                f"Received: embeddings shape={tuple(embedding_shape)}"
+            )
+        self.embedding_dim = int(embedding_dim)
+        self.kernel = self.add_weight(
+            name="kernel",
+            shape=(self.embedding_dim, self.num_classes * self.columns_per_class),
+            initializer=self.kernel_initializer,
+            regularizer=self.kernel_regularizer,
+            dtype="float32",
+            autocast=False,
+        )
+        self.build_state()
+
+    def build_state(self):
+        """Create the head's non-trainable state weights (none by default)."""
+
+    @staticmethod
+    def _embedding_shape(input_shape):
+        if isinstance(input_shape, dict):
+            raise ValueError(
+                "Margin heads take a list `[embeddings, labels]` (or embeddings alone). "
+                f"Received: input_shape={input_shape}"
+            )
+        if isinstance(input_shape, (list, tuple)) and input_shape and isinstance(
+            input_shape[0], (list, tuple)
+        ):
+            return tuple(input_shape[0])
+        return tuple(input_shape)
+
+    def compute_output_shape(self, input_shape):
+        return (self._embedding_shape(input_shape)[0], self.num_classes)
+
+    # ----------------------------------------------------------------------------------
+    # Override points.
+    def logit_scale(self, norms):
+        """The factor of every logit: a scalar `s` (SphereFace: the raw norm, `(B, 1)`)."""
+        return self.scale
+
+    def cosine_matrix(self, normalized_embeddings):
+        """Cosine of every embedding with every class centre, clipped to [-1, 1], `(B, C)`."""
+        return self.column_cosines(normalized_embeddings)
+
+    def nontarget_logits(self, cosine, target_cosine, norms):
+        """Logits of all columns before the target column is written, `(B, C)`."""
+        return self.logit_scale(norms) * cosine
+
+    def target_logits(self, target_cosine, norms):
+        """Logit of the target class, `(B,)`; margin heads override it (here: no margin)."""
+        return self.logit_scale(norms) * target_cosine
+
+    def update_state(self, cosine, target_cosine, norms):
+        """Update the head's state from a training batch, before it is used."""
+
+    # ----------------------------------------------------------------------------------
+    # Shared pieces.
+    def column_cosines(self, normalized_embeddings, kernel=None):
+        """`x_hat @ W / ||W_j||`, clipped to [-1, 1], for every column of the kernel."""
+        kernel = self.kernel if kernel is None else kernel
+        column_norms = ops.sqrt(
+            ops.maximum(ops.sum(ops.square(kernel), axis=0), NORM_EPSILON**2)
+        )
+        products = ops.matmul(normalized_embeddings, kernel)
+        return ops.clip(products / column_norms, -1.0, 1.0)
+
+    @staticmethod
+    def normalize(embeddings):
+        """Return `(x / max(||x||, 1e-12), ||x||)` computed without overflow or underflow.
+
+        Each row is first divided by its largest absolute entry (no gradient through that
+        divisor), so that norms from 1e-30 to 1e30 are exact in float32.
+        """
+        row_max = ops.stop_gradient(
+            ops.maximum(ops.max(ops.abs(embeddings), axis=-1, keepdims=True), _TINY_FLOAT32)
+        )
+        rescaled = embeddings / row_max
+        rescaled_norm = ops.sqrt(
+            ops.maximum(ops.sum(ops.square(rescaled), axis=-1, keepdims=True), SQRT_FLOOR)
+        )
+        normalized = rescaled / ops.maximum(rescaled_norm, NORM_EPSILON / row_max)
+        norms = ops.squeeze(rescaled_norm * row_max, axis=-1)
+        return normalized, norms
+
+    def global_batch_mean(self, values):
+        """Mean of a `(B,)` tensor over the global batch, and the global batch size.
+
+        Under a `tf.distribute` strategy the sum and the count are all-reduced across
+        replicas, so every replica sees the statistic of the whole global batch.
+        """
+        values = ops.cast(values, "float32")
+        partial = ops.stack(
+            [ops.sum(values), ops.cast(ops.shape(values)[0], "float32")]
+        )
+        total = backend_ops.cross_replica_sum(partial)
+        count = total[1]
+        return total[0] / ops.maximum(count, 1.0), count
+
+    def global_batch_moments(self, values):
+        """Mean and unbiased standard deviation over the global batch, and its size.
+
+        Two passes (mean, then squared deviations), as `torch.std`. With one sample in the
+        global batch the deviation sum is divided by 1 instead of 0 (the reference's NaN).
+        """
+        mean, count = self.global_batch_mean(values)
+        squared = ops.sum(ops.square(ops.cast(values, "float32") - mean))
+        squared = backend_ops.cross_replica_sum(squared)
+        std = ops.sqrt(squared / ops.maximum(count - 1.0, 1.0))
+        return mean, std, count
+
+    @staticmethod
+    def assign_if_batch(variable, new_value, count):
+        """Assign `new_value` unless the global batch was empty (count == 0)."""
+        new_value = ops.cast(new_value, variable.dtype)
+        variable.assign(ops.where(count > 0, new_value, variable))
+
+    def _split_inputs(self, inputs):
+        if isinstance(inputs, dict):
+            raise ValueError(
+                f"{self.__class__.__name__} takes `[embeddings, labels]` (or embeddings "
+                f"alone). Received: a dict with keys {sorted(inputs)}"
+            )
+        if isinstance(inputs, (list, tuple)):
+            if len(inputs) == 1:
+                return inputs[0], None
+            if len(inputs) != 2:
+                raise ValueError(
+                    f"{self.__class__.__name__} takes `[embeddings, labels]`. "
+                    f"Received: a list of {len(inputs)} inputs"
+                )
+            return inputs[0], inputs[1]
+        return inputs, None
+
+    def _validate_labels(self, labels, embeddings):
+        name = self.__class__.__name__
+        dtype = keras.backend.standardize_dtype(labels.dtype)
+        if "int" not in dtype:
+            raise ValueError(
+                f"{name}: labels must be integer class ids. Received: labels dtype={dtype}"
+            )
+        shape = tuple(labels.shape)
+        if len(shape) == 2 and shape[1] == 1:
+            labels = ops.squeeze(labels, axis=1)
+        elif len(shape) != 1:
+            raise ValueError(
+                f"{name}: labels must have shape (batch,) or (batch, 1). "
+                f"Received: labels shape={shape}"
+            )
+        batch, label_batch = embeddings.shape[0], labels.shape[0]
+        if batch is not None and label_batch is not None and batch != label_batch:
+            raise ValueError(
+                f"{name}: embeddings and labels must have the same batch size. "
+                f"Received: embeddings batch={batch}, labels batch={label_batch}"
+            )
+        labels = ops.cast(labels, "int32")
+        return backend_ops.check_label_range(labels, self.num_classes, name)
+
+    def write_target(self, logits, labels, target):
+        """Put `target` (B,) in column `labels` (B,) of `logits` (B, C) via a boolean mask."""
+        columns = ops.arange(self.num_classes, dtype="int32")
+        is_target = ops.expand_dims(labels, 1) == ops.expand_dims(columns, 0)
+        return ops.where(is_target, ops.expand_dims(target, 1), logits)
+
+    # ----------------------------------------------------------------------------------
+    def call(self, inputs, training=None):
+        embeddings, labels = self._split_inputs(inputs)
+        embeddings = ops.cast(embeddings, "float32")
+        if len(embeddings.shape) != 2:
+            raise ValueError(
+                f"{self.__class__.__name__} expects embeddings of rank 2. "
+                f"Received: embeddings shape={tuple(embeddings.shape)}"
+            )
+        normalized, norms = self.normalize(embeddings)
+        cosine = self.cosine_matrix(normalized)
+        if labels is None or not training:
+            return self.logit_scale(norms) * cosine
+        labels = self._validate_labels(labels, embeddings)
+        target_cosine = ops.take_along_axis(
+            cosine, ops.expand_dims(labels, 1), axis=1
+        )[:, 0]
+        # "Update, then use": the references update their state before using it.
+        self.update_state(cosine, target_cosine, norms)
+        logits = self.nontarget_logits(cosine, target_cosine, norms)
+        target = self.target_logits(target_cosine, norms)
+        return self.write_target(logits, labels, ops.cast(target, "float32"))
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "num_classes": self.num_classes,
+                "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
+                "kernel_regularizer": keras.regularizers.serialize(self.kernel_regularizer)
+                if self.kernel_regularizer is not None
+                else None,
+            }
+        )
+        for name in self.hyperparameters:
+            config[name] = getattr(self, name)
+        return config

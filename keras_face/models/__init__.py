@@ -1,0 +1,1 @@
+"""Backbones (being written)."""

@@ -1,0 +1,146 @@
+"""One helper that every keras_face layer goes through.
+
+`run_layer_test` checks: the config round trip, a symbolic (functional) and an eager call,
+one `fit` step, the `mixed_float16` / `mixed_bfloat16` policies (float32 outputs, finite,
+close to the float32 result), and a `.keras` save/load without `custom_objects` giving
+identical outputs.
+"""
+
+import os
+import tempfile
+
+import keras
+import numpy as np
+
+
+def _to_numpy(x):
+    return keras.ops.convert_to_numpy(x)
+
+
+def _build_model(layer, inputs):
+    symbolic = [
+        keras.Input(shape=np.asarray(x).shape[1:], dtype=str(np.asarray(x).dtype))
+        for x in inputs
+    ]
+    outputs = layer(symbolic if len(symbolic) > 1 else symbolic[0])
+    return keras.Model(symbolic, outputs)
+
+
+def _call(layer, inputs, training):
+    args = [keras.ops.convert_to_tensor(x) for x in inputs]
+    return layer(args if len(args) > 1 else args[0], training=training)
+
+
+def run_layer_test(
+    layer_cls,
+    init_kwargs,
+    inputs,
+    fit_targets=None,
+    expected_output_shape=None,
+    expected_output_dtype="float32",
+    mixed_precision_atol=None,
+    training_for_outputs=False,
+    run_fit=True,
+    run_mixed_precision=True,
+    run_saving=True,
+):
+    """Run the standard battery of checks on a layer.
+
+    Args:
+        layer_cls: the layer class.
+        init_kwargs: dict of constructor arguments.
+        inputs: list of NumPy arrays (the layer is called with the list, or with the single
+            array when there is one).
+        fit_targets: NumPy targets for a one-step `fit` with sparse categorical
+            cross-entropy on logits; `None` skips the fit step unless `run_fit` is False.
+        expected_output_shape: tuple to compare with the eager output shape.
+        expected_output_dtype: str. Defaults to `"float32"`.
+        mixed_precision_atol: absolute tolerance of the mixed-precision outputs against
+            the float32 outputs (same weights). `None`: 1e-5 + 1e-5 * max |output|.
+        training_for_outputs: bool. The `training` flag of the compared calls.
+        run_fit, run_mixed_precision, run_saving: switch parts off.
+
+    Returns:
+        The layer built in float32, for further checks.
+    """
+    # Config round trip.
+    layer = layer_cls(**init_kwargs)
+    config = layer.get_config()
+    for key in init_kwargs:
+        assert key in config, f"get_config() is missing the constructor argument {key!r}"
+    revived = layer_cls.from_config(config)
+    assert revived.get_config() == config
+
+    # Eager call, then symbolic model with the same weights.
+    eager = _call(layer, inputs, training_for_outputs)
+    if expected_output_shape is not None:
+        assert tuple(eager.shape) == tuple(expected_output_shape)
+    assert keras.backend.standardize_dtype(eager.dtype) == expected_output_dtype
+    reference = _to_numpy(eager)
+    assert np.all(np.isfinite(reference))
+    model = _build_model(layer, inputs)
+    symbolic_out = _to_numpy(
+        model(
+            [keras.ops.convert_to_tensor(x) for x in inputs]
+            if len(inputs) > 1
+            else keras.ops.convert_to_tensor(inputs[0]),
+            training=training_for_outputs,
+        )
+    )
+    np.testing.assert_allclose(symbolic_out, reference, rtol=1e-6, atol=1e-6)
+
+    # One fit step.
+    if run_fit and fit_targets is not None:
+        model.compile(
+            optimizer=keras.optimizers.SGD(0.01),
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        )
+        history = model.fit(
+            inputs if len(inputs) > 1 else inputs[0],
+            fit_targets,
+            epochs=1,
+            batch_size=len(fit_targets),
+            verbose=0,
+        )
+        assert np.isfinite(history.history["loss"][0])
+        reference = _to_numpy(_call(layer, inputs, training_for_outputs))
+
+    # Mixed precision: float32 outputs, finite, close to float32 with the same weights.
+    if run_mixed_precision:
+        for policy in ("mixed_float16", "mixed_bfloat16"):
+            mixed = layer_cls.from_config({**layer.get_config(), "dtype": policy})
+            _call(mixed, inputs, training_for_outputs)  # build
+            mixed.set_weights(layer.get_weights())
+            out = _call(mixed, inputs, training_for_outputs)
+            assert keras.backend.standardize_dtype(out.dtype) == "float32", policy
+            out = _to_numpy(out)
+            assert np.all(np.isfinite(out)), policy
+            atol = mixed_precision_atol
+            if atol is None:
+                atol = 1e-5 + 1e-5 * float(np.max(np.abs(reference)))
+            np.testing.assert_allclose(out, reference, atol=atol, rtol=0, err_msg=policy)
+
+    # .keras round trip without custom_objects.
+    if run_saving:
+        with tempfile.TemporaryDirectory() as folder:
+            path = os.path.join(folder, "model.keras")
+            model.save(path)
+            loaded = keras.saving.load_model(path)
+        loaded_out = _to_numpy(
+            loaded(
+                [keras.ops.convert_to_tensor(x) for x in inputs]
+                if len(inputs) > 1
+                else keras.ops.convert_to_tensor(inputs[0]),
+                training=training_for_outputs,
+            )
+        )
+        model_out = _to_numpy(
+            model(
+                [keras.ops.convert_to_tensor(x) for x in inputs]
+                if len(inputs) > 1
+                else keras.ops.convert_to_tensor(inputs[0]),
+                training=training_for_outputs,
+            )
+        )
+        np.testing.assert_array_equal(loaded_out, model_out)
+    return layer
