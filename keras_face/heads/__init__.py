@@ -9,11 +9,32 @@ from keras_face.heads.base import MarginHead
 
 # Stateless heads.
 from keras_face.heads.arc_face import ArcFace
+from keras_face.heads.combined_margin import CombinedMargin
+from keras_face.heads.cos_face import CosFace, am_softmax
+from keras_face.heads.elastic_face import ElasticArcFace, ElasticCosFace
+from keras_face.heads.norm_face import NormFace
+from keras_face.heads.sub_center_arc_face import SubCenterArcFace, SubCenterOutliers
 
 # Stateful heads.
+from keras_face.heads.ada_face import AdaFace
+from keras_face.heads.curricular_face import CurricularFace
+from keras_face.heads.mag_face import MagFace
+from keras_face.heads.sphere_face import SphereFace
 
 _HEADS = {
+    "normface": NormFace,
+    "cosface": CosFace,
+    "amsoftmax": am_softmax,
     "arcface": ArcFace,
+    "combinedmargin": CombinedMargin,
+    "subcenterarcface": SubCenterArcFace,
+    "elasticarcface": ElasticArcFace,
+    "elasticcosface": ElasticCosFace,
+    # Stateful heads.
+    "sphereface": SphereFace,
+    "curricularface": CurricularFace,
+    "magface": MagFace,
+    "adaface": AdaFace,
 }
 
 
@@ -46,4 +67,22 @@ def names():
     return sorted(_HEADS)
 
 
-__all__ = ["MarginHead", "ArcFace", "get", "names"]
+__all__ = [
+    "MarginHead",
+    "NormFace",
+    "CosFace",
+    "am_softmax",
+    "ArcFace",
+    "CombinedMargin",
+    "SubCenterArcFace",
+    "SubCenterOutliers",
+    "ElasticArcFace",
+    "ElasticCosFace",
+    # Stateful heads.
+    "SphereFace",
+    "CurricularFace",
+    "MagFace",
+    "AdaFace",
+    "get",
+    "names",
+]

@@ -250,8 +250,10 @@ class MarginHead(keras.layers.Layer):
         Each row is first divided by its largest absolute entry (no gradient through that
         divisor), so that norms from 1e-30 to 1e30 are exact in float32.
         """
+        # `initial` rather than `maximum(max(...), tiny)`: `ops.max` refuses an empty
+        # batch on TensorFlow and PyTorch unless `initial` is given.
         row_max = ops.stop_gradient(
-            ops.maximum(ops.max(ops.abs(embeddings), axis=-1, keepdims=True), _TINY_FLOAT32)
+            ops.max(ops.abs(embeddings), axis=-1, keepdims=True, initial=_TINY_FLOAT32)
         )
         rescaled = embeddings / row_max
         rescaled_norm = ops.sqrt(
@@ -291,7 +293,7 @@ class MarginHead(keras.layers.Layer):
     def assign_if_batch(variable, new_value, count):
         """Assign `new_value` unless the global batch was empty (count == 0)."""
         new_value = ops.cast(new_value, variable.dtype)
-        variable.assign(ops.where(count > 0, new_value, variable))
+        variable.assign(ops.where(count > 0, new_value, variable.value))
 
     def _split_inputs(self, inputs):
         if isinstance(inputs, dict):
@@ -361,7 +363,12 @@ class MarginHead(keras.layers.Layer):
         self.update_state(cosine, target_cosine, norms)
         logits = self.nontarget_logits(cosine, target_cosine, norms)
         target = self.target_logits(target_cosine, norms)
-        return self.write_target(logits, labels, ops.cast(target, "float32"))
+        logits = self.write_target(logits, labels, ops.cast(target, "float32"))
+        # XLA (TensorFlow's `jit_compile=True`, the default on GPUs) drops the range
+        # check's Assert: a row with an out-of-range label gets NaN logits, so the loss
+        # turns NaN instead of silently training on a row without a target column.
+        valid = ops.logical_and(labels >= 0, labels < self.num_classes)
+        return ops.where(ops.expand_dims(valid, 1), logits, float("nan"))
 
     def get_config(self):
         config = super().get_config()

@@ -1,0 +1,128 @@
+"""Counting and reporting of images a reader skipped because they could not be decoded."""
+
+import logging
+
+import keras
+
+logger = logging.getLogger("keras_face.data")
+
+
+class UndecodableImageError(ValueError):
+    """Raised in strict mode when an image inside a pack cannot be decoded; names its key."""
+
+
+class DataStats:
+    """What a `keras_face.data` reader delivered and skipped, pass by pass.
+
+    Readers decode images inside `tf.data`; an image that fails to decode is dropped from the
+    stream (never replaced, so no label is shifted) and recorded here with its key. The
+    counts are exact at the end of each pass over the data, when the reader also logs a
+    warning on the `"keras_face.data"` logger if anything was skipped. Pass the same object
+    to several readers to pool their counts, or read `dataset.stats` on the returned dataset.
+
+    Args:
+        name: str or `None`. Label used in reports. Defaults to `None`.
+        max_recorded_keys: int. At most this many skipped keys are kept in `skipped_keys`
+            (counts are always complete). Defaults to `10000`.
+
+    Example:
+        ```python
+        stats = keras_face.data.DataStats()
+        dataset = keras_face.data.read_recordio("train.rec", batch_size=128, stats=stats)
+        model.fit(dataset, epochs=2, callbacks=[keras_face.data.DataStatsCallback(stats)])
+        print(stats.skipped, stats.skipped_keys[:10])
+        ```
+    """
+
+    def __init__(self, name=None, max_recorded_keys=10000):
+        self.name = name
+        self.max_recorded_keys = int(max_recorded_keys)
+        self.reset()
+
+    def reset(self):
+        """Sets every count back to zero."""
+        self.skipped = 0
+        self.delivered = 0
+        self.passes_completed = 0
+        self.skipped_keys = []
+        self.last_pass_skipped = 0
+        self.last_pass_delivered = 0
+
+    def record_skipped(self, keys):
+        """Adds undecodable-image keys (strings or ints) to the counts."""
+        keys = list(keys)
+        self.skipped += len(keys)
+        room = self.max_recorded_keys - len(self.skipped_keys)
+        if room > 0:
+            self.skipped_keys.extend(keys[:room])
+
+    def record_delivered(self, count):
+        """Adds `count` decoded images to the counts."""
+        self.delivered += int(count)
+
+    def summary(self):
+        """Returns a one-line report of the counts."""
+        name = f"{self.name}: " if self.name else ""
+        text = (
+            f"{name}{self.delivered} images decoded, {self.skipped} undecodable images skipped "
+            f"over {self.passes_completed} complete passes"
+        )
+        if self.skipped_keys:
+            shown = ", ".join(str(key) for key in self.skipped_keys[:10])
+            more = ", ..." if self.skipped > 10 else ""
+            text += f" (keys: {shown}{more})"
+        return text
+
+    def __repr__(self):
+        return f"<DataStats {self.summary()}>"
+
+
+class DataStatsCallback(keras.callbacks.Callback):
+    """Reports skipped undecodable images at the end of every epoch and evaluation.
+
+    Adds `skipped_images` (the running total) to the epoch logs and prints a line whenever
+    new images were skipped since the previous report. Useful with `repeat=True` datasets,
+    whose passes do not line up with Keras epochs.
+
+    Args:
+        stats: `keras_face.data.DataStats` or a dataset returned by a `keras_face.data`
+            reader (its `stats` attribute is used).
+        verbose: int. 0 adds the count to the logs only; 1 also prints new skips.
+            Defaults to `1`.
+
+    Example:
+        ```python
+        dataset = keras_face.data.read_recordio("train.rec", batch_size=128)
+        callback = keras_face.data.DataStatsCallback(dataset)
+        model.fit(dataset, epochs=10, callbacks=[callback])
+        ```
+    """
+
+    def __init__(self, stats, verbose=1):
+        super().__init__()
+        stats = getattr(stats, "stats", stats)
+        if not isinstance(stats, DataStats):
+            raise ValueError(
+                "`stats` must be a keras_face.data.DataStats or a dataset returned by a "
+                f"keras_face.data reader. Received: stats={stats!r}"
+            )
+        self.stats = stats
+        self.verbose = verbose
+        self._reported = stats.skipped
+
+    def _report(self, when):
+        new = self.stats.skipped - self._reported
+        self._reported = self.stats.skipped
+        if new and self.verbose:
+            print(f"\n{when}: {new} undecodable images skipped. {self.stats.summary()}")
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["skipped_images"] = self.stats.skipped
+        self._report(f"Epoch {epoch + 1}")
+
+    def on_test_end(self, logs=None):
+        self._report("Evaluation")
+
+    def on_predict_end(self, logs=None):
+        self._report("Prediction")

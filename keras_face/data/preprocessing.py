@@ -1,0 +1,100 @@
+"""Pixel normalisation and flip augmentation used by the face-recognition pipelines."""
+
+import numpy as np
+import tensorflow as tf
+
+# mode -> (mean, scale): normalised = (x - mean) / scale
+PREPROCESSING_MODES = {
+    # ArcFace paper (Deng et al., 2019, Sec. 4.1) and the insightface PyTorch code.
+    "arcface": (127.5, 128.0),
+    # insightface MXNet/TF training scripts and ONNX model zoo: maps 0..255 to [-1, 1].
+    "insightface": (127.5, 127.5),
+}
+
+
+def _mode_constants(mode):
+    if mode not in PREPROCESSING_MODES:
+        raise ValueError(
+            f"Unknown preprocessing mode. Expected one of {sorted(PREPROCESSING_MODES)}. "
+            f"Received: mode={mode!r}"
+        )
+    return PREPROCESSING_MODES[mode]
+
+
+def preprocess(images, mode="arcface"):
+    """Normalises RGB pixel values (0..255) for a face-recognition backbone.
+
+    `"arcface"` computes `(x - 127.5) / 128` (ArcFace paper); `"insightface"` computes
+    `(x - 127.5) / 127.5` (insightface training scripts, output in [-1, 1]).
+
+    Args:
+        images: uint8 or float array or tensor of pixel values in 0..255, any shape.
+        mode: str. `"arcface"` or `"insightface"`. Defaults to `"arcface"`.
+
+    Returns:
+        float32 values, a `tf.Tensor` for tensor input and a NumPy array otherwise.
+
+    Example:
+        ```python
+        x = keras_face.data.preprocess(images_uint8, mode="insightface")
+        ```
+
+    References:
+        - [Deng et al., 2019](https://arxiv.org/abs/1801.07698)
+    """
+    mean, scale = _mode_constants(mode)
+    if isinstance(images, (tf.Tensor, tf.Variable)):
+        return (tf.cast(images, tf.float32) - mean) / scale
+    return ((np.asarray(images, dtype=np.float32) - mean) / scale).astype(np.float32)
+
+
+def random_flip(image, seed=None):
+    """Mirrors an image (H, W, C) or a batch (N, H, W, C) left-right with probability 1/2.
+
+    Args:
+        image: tensor of shape (H, W, C) or (N, H, W, C); each image of a batch is flipped
+            independently.
+        seed: `None`, or a shape-(2,) int tensor/tuple for a stateless (reproducible) flip.
+            Defaults to `None`.
+
+    Returns:
+        Tensor of the same shape and dtype.
+
+    Example:
+        ```python
+        dataset = dataset.map(lambda x, y: (keras_face.data.random_flip(x), y))
+        ```
+    """
+    image = tf.convert_to_tensor(image)
+    if seed is None:
+        return tf.image.random_flip_left_right(image)
+    return tf.image.stateless_random_flip_left_right(image, seed=seed)
+
+
+def _resize_if_needed(image, image_size):
+    """Bilinear resize of a uint8 (H, W, 3) image to `image_size`, skipped when already that size."""
+    height, width = image_size
+    shape = tf.shape(image)
+
+    def resize():
+        resized = tf.image.resize(image, (height, width), method="bilinear")
+        return tf.cast(tf.clip_by_value(tf.round(resized), 0.0, 255.0), image.dtype)
+
+    same = tf.logical_and(tf.equal(shape[0], height), tf.equal(shape[1], width))
+    image = tf.cond(same, lambda: image, resize)
+    image.set_shape([height, width, 3])
+    return image
+
+
+def _normalize_image_size(image_size):
+    if image_size is None:
+        return None
+    if isinstance(image_size, (int, np.integer)):
+        image_size = (int(image_size), int(image_size))
+    image_size = tuple(int(value) for value in image_size)
+    if len(image_size) != 2 or min(image_size) <= 0:
+        raise ValueError(
+            "`image_size` must be a positive int or a (height, width) pair. "
+            f"Received: image_size={image_size!r}"
+        )
+    return image_size

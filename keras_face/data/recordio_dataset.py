@@ -1,0 +1,616 @@
+"""Face-recognition image packs in RecordIO: reading into `tf.data`, writing, packing folders.
+
+Two layouts are read:
+
+- **insightface**: record 0 is a header with `flag == 2` and labels `[a, b]` and no image;
+  keys `1 .. a-1` are images whose header label is the 0-based class id; keys `a .. b-1`
+  are identity records whose labels `[start, end)` are the keys of that identity's images.
+  (`faces_emore`, `ms1m-retinaface`, `glint360k`, ... are packed this way.)
+- **plain** (`im2rec`): every record is an image; the header label is the class id.
+
+The `property` file beside the `.rec` (text `num_classes,height,width`) is read when present.
+"""
+
+import os
+
+import numpy as np
+import tensorflow as tf
+from PIL import Image
+from tqdm.auto import tqdm
+
+from keras_face.data.data_stats import logger
+from keras_face.data.image_codec import check_image_format
+from keras_face.data.image_codec import check_quality
+from keras_face.data.image_codec import decode_image
+from keras_face.data.image_codec import encode_image
+from keras_face.data.image_codec import image_format_of
+from keras_face.data.image_codec import image_size_of
+from keras_face.data.image_codec import to_encoded
+from keras_face.data.image_folder import IMAGE_EXTENSIONS
+from keras_face.data.image_folder import list_image_folder
+from keras_face.data.pipeline import DEFAULT_CHUNK_SIZE
+from keras_face.data.pipeline import IndexedSource
+from keras_face.data.pipeline import as_class_ids
+from keras_face.data.pipeline import build_image_dataset
+from keras_face.data.pipeline import validate_reader_arguments
+from keras_face.data.preprocessing import _normalize_image_size
+from keras_face.data.recordio import IR_HEADER_SIZE
+from keras_face.data.recordio import IRHeader
+from keras_face.data.recordio import RecordIOError
+from keras_face.data.recordio import RecordIOReader
+from keras_face.data.recordio import RecordIOWriter
+from keras_face.data.recordio import pack_header
+from keras_face.data.recordio import unpack_header
+
+LAYOUTS = ("auto", "insightface", "plain")
+
+
+def _read_property(rec_path):
+    path = os.path.join(os.path.dirname(os.path.abspath(rec_path)), "property")
+    if not os.path.isfile(path):
+        return None
+    with open(path) as file:
+        text = file.read().strip()
+    try:
+        values = [int(value) for value in text.split(",")]
+    except ValueError:
+        raise ValueError(
+            f"{path}: expected `num_classes,height,width`. Received: {text!r}"
+        ) from None
+    if len(values) != 3 or min(values) <= 0:
+        raise ValueError(f"{path}: expected `num_classes,height,width`. Received: {text!r}")
+    return path, values[0], (values[1], values[2])
+
+
+class RecordIOImagePack:
+    """Index of the images of a RecordIO pack: keys, labels and where each image's bytes are.
+
+    Opening reads every image header at once from the memory-mapped file (vectorised), checks
+    that every label is an integer class id (a float label such as 3.5 raises, naming the
+    key) and detects the layout.
+
+    Args:
+        path: str or path-like. The `.rec` file.
+        index_path: str, path-like, `"auto"` or `None`. See `keras_face.data.RecordIOReader`.
+            Defaults to `"auto"`.
+        layout: str. `"auto"` (insightface when record 0 is a valid header, else plain),
+            `"insightface"` or `"plain"`. Defaults to `"auto"`.
+
+    Example:
+        ```python
+        pack = keras_face.data.RecordIOImagePack("faces_emore/train.rec")
+        print(pack.layout, pack.num_images, pack.num_classes)
+        ```
+    """
+
+    def __init__(self, path, index_path="auto", layout="auto"):
+        if layout not in LAYOUTS:
+            raise ValueError(f"`layout` must be one of {LAYOUTS}. Received: layout={layout!r}")
+        self.path = os.fspath(path)
+        self.reader = RecordIOReader(self.path, index_path=index_path)
+        self.layout, image_positions, self.header_labels = self._detect_layout(layout)
+        self._index_images(image_positions)
+        self._set_num_classes()
+        self._identity_ranges = None
+
+    # ------------------------------------------------------------------------ layout
+    def _header_record(self):
+        """Returns `(a, b)` when key 0 is an insightface header record, else `None`."""
+        position = self.reader._position_of(0, missing_ok=True)
+        if position is None:
+            return None
+        try:
+            header, data = unpack_header(self.reader.read_at_position(position))
+        except ValueError:
+            return None
+        if header.flag != 2 or len(data):
+            return None
+        first, end = (float(value) for value in header.label)
+        if first != int(first) or end != int(end) or not 1 <= first <= end:
+            return None
+        return int(first), int(end)
+
+    def _detect_layout(self, layout):
+        header = self._header_record()
+        if layout == "insightface" and header is None:
+            raise RecordIOError(
+                f"{self.path}: layout='insightface' needs record 0 to be a header with flag 2, "
+                "labels [a, b] (1 <= a <= b) and no image data; it is not. Use layout='plain'."
+            )
+        if layout == "plain" or header is None:
+            return "plain", np.arange(len(self.reader), dtype=np.int64), None
+        first, end = header
+        try:
+            positions = self.reader.positions_of(np.arange(1, first, dtype=np.int64))
+        except KeyError as error:
+            raise RecordIOError(
+                f"{self.path}: the header record says images are keys 1..{first - 1}, but "
+                f"{error.args[0]}"
+            ) from None
+        return "insightface", positions, header
+
+    # ------------------------------------------------------------------------ images
+    def _index_images(self, positions):
+        reader = self.reader
+        self.record_positions = positions
+        self.keys = reader.keys[positions]
+        self.record_offsets = reader.offsets[positions]
+        count = len(positions)
+        lengths = reader.lengths[positions]
+        single = reader.cflags[positions] == 0
+        labels = np.zeros(count, dtype=np.float64)
+        data_offsets = np.full(count, -1, dtype=np.int64)
+        data_lengths = np.zeros(count, dtype=np.int64)
+
+        short = np.flatnonzero(single & (lengths < IR_HEADER_SIZE))
+        if len(short):
+            i = short[0]
+            raise RecordIOError(
+                f"{self.path}: the record at offset {self.record_offsets[i]} (key {self.keys[i]}) "
+                f"has {lengths[i]} bytes, too few for an IRHeader ({IR_HEADER_SIZE} bytes)."
+            )
+        index = np.flatnonzero(single)
+        headers = reader.gather(self.record_offsets[index] + 8, IR_HEADER_SIZE)
+        flags = np.ascontiguousarray(headers[:, 0:4]).view("<u4").ravel().astype(np.int64)
+        labels[index] = np.ascontiguousarray(headers[:, 4:8]).view("<f4").ravel()
+        label_bytes = 4 * flags
+        too_short = np.flatnonzero(lengths[index] < IR_HEADER_SIZE + label_bytes)
+        if len(too_short):
+            i = index[too_short[0]]
+            raise RecordIOError(
+                f"{self.path}: the record at offset {self.record_offsets[i]} (key {self.keys[i]}) "
+                f"announces {flags[too_short[0]]} labels but has only {lengths[i]} bytes."
+            )
+        with_array = np.flatnonzero(flags > 0)
+        if len(with_array):
+            # insightface convention: the first label of a label array is the class id.
+            first = reader.gather(self.record_offsets[index[with_array]] + 8 + IR_HEADER_SIZE, 4)
+            labels[index[with_array]] = first.view("<f4").ravel()
+        data_offsets[index] = self.record_offsets[index] + 8 + IR_HEADER_SIZE + label_bytes
+        data_lengths[index] = lengths[index] - IR_HEADER_SIZE - label_bytes
+
+        for i in np.flatnonzero(~single):  # multi-part records: rare, read in full
+            header, data = unpack_header(reader.read_at_position(positions[i]))
+            labels[i] = header.label if header.flag == 0 else header.label[0]
+            data_lengths[i] = len(data)
+
+        bad = ~np.isfinite(labels) | (labels != np.round(labels)) | (labels < 0) | (labels >= 2**31)
+        if np.any(bad):
+            i = np.flatnonzero(bad)[0]
+            raise ValueError(
+                f"{self.path}: the image record at offset {self.record_offsets[i]} (key "
+                f"{self.keys[i]}) has label {labels[i]!r}, which is not an integer class id. "
+                "Nothing was read."
+            )
+        self.labels = labels.astype(np.int32)
+        self.data_offsets = data_offsets
+        self.data_lengths = data_lengths
+
+    def _set_num_classes(self):
+        max_label = int(self.labels.max()) if len(self.labels) else -1
+        found = _read_property(self.path)
+        if found is not None:
+            property_path, num_classes, self.image_shape = found
+            if max_label >= num_classes:
+                raise ValueError(
+                    f"{self.path}: labels go up to {max_label} but {property_path} declares "
+                    f"{num_classes} classes."
+                )
+            self.num_classes = num_classes
+            return
+        self.image_shape = None
+        if self.header_labels is not None:
+            declared = self.header_labels[1] - self.header_labels[0]
+            if declared > max_label:
+                self.num_classes = declared
+                return
+        self.num_classes = max_label + 1
+
+    @property
+    def num_images(self):
+        return len(self.labels)
+
+    def __len__(self):
+        return len(self.labels)
+
+    @property
+    def identity_ranges(self):
+        """`(num_identities, 2)` int64 array of `[start, end)` image keys per identity record.
+
+        Available for the insightface layout; `None` for plain packs.
+        """
+        if self.header_labels is None:
+            return None
+        if self._identity_ranges is None:
+            first, end = self.header_labels
+            ranges = np.zeros((end - first, 2), dtype=np.int64)
+            for row, key in enumerate(range(first, end)):
+                header, _ = unpack_header(self.reader.read(key))
+                if header.flag < 2:
+                    raise RecordIOError(
+                        f"{self.path}: identity record {key} has no [start, end) label pair."
+                    )
+                ranges[row] = [int(header.label[0]), int(header.label[1])]
+            self._identity_ranges = ranges
+        return self._identity_ranges
+
+    def read_image(self, index):
+        """Returns the encoded bytes of the `index`-th image (0-based, in index order)."""
+        offset = int(self.data_offsets[index])
+        if offset >= 0:
+            return self.reader._mmap[offset : offset + int(self.data_lengths[index])]
+        return unpack_header(self.reader.read_at_position(self.record_positions[index]))[1]
+
+    def read_images(self, indices):
+        """Returns a list of encoded bytes for an array of image indices."""
+        offsets = self.data_offsets[indices]
+        if np.all(offsets >= 0):
+            memory = self.reader._mmap
+            ends = offsets + self.data_lengths[indices]
+            return [memory[start:end] for start, end in zip(offsets.tolist(), ends.tolist())]
+        return [self.read_image(index) for index in indices]
+
+    def image_key(self, index):
+        return int(self.keys[index])
+
+    def close(self):
+        self.reader.close()
+
+
+class _RecordIOSource(IndexedSource):
+    def __init__(self, pack, **kwargs):
+        super().__init__(**kwargs)
+        self.pack = pack
+        self.labels = pack.labels
+        self.num_items = pack.num_images
+        self.description = pack.path
+
+    def read_payloads(self, items):
+        return self.pack.read_images(items)
+
+    def item_key(self, item):
+        return self.pack.image_key(item)
+
+    def describe_key(self, key):
+        position = self.pack.reader._position_of(key)
+        return f"{key} (record offset {int(self.pack.reader.offsets[position])})"
+
+
+def read_recordio(
+    path,
+    batch_size=None,
+    shuffle=True,
+    seed=None,
+    repeat=False,
+    num_shards=1,
+    shard_index=0,
+    input_context=None,
+    layout="auto",
+    image_size=None,
+    flip=False,
+    preprocessing=None,
+    augmentation=None,
+    drop_remainder=False,
+    strict=False,
+    stats=None,
+    index_path="auto",
+    num_parallel_calls=tf.data.AUTOTUNE,
+    prefetch=True,
+):
+    """Reads a RecordIO face pack (`.rec` + `.idx`) as a `tf.data.Dataset` of `(image, label)`.
+
+    The `.rec` is memory-mapped and indexed once (all headers validated, labels checked);
+    each pass then reads the JPEG bytes of a shuffled order of image indices from Python in
+    chunks and decodes them in parallel inside `tf.data`. Images are uint8 `(H, W, 3)`,
+    labels int32 class ids (insightface layout: the 0-based class id of the header; plain
+    `im2rec` layout: the header label).
+
+    An image that cannot be decoded is skipped, never replaced, so no label shifts; it is
+    counted with its key in `dataset.stats` (`keras_face.data.DataStats`) and reported on the
+    `"keras_face.data"` logger at the end of the pass. With `strict=True` the pipeline raises
+    instead, naming the key. Structural problems (truncated `.rec`, wrong magic word, `.idx`
+    offset past the end) raise `keras_face.data.RecordIOError` naming the file and offset
+    when this function is called.
+
+    Args:
+        path: str or path-like. The `.rec` file; the `.idx` beside it is used.
+        batch_size: int or `None`. Batch size; `None` yields single images.
+            Defaults to `None`.
+        shuffle: bool. Reshuffle the image order every pass (by index, over the whole
+            pack). Defaults to `True`.
+        seed: int or `None`. Seed of the shuffling and flipping; pass `p` uses
+            `numpy.random.default_rng([seed, p])`. Defaults to `None`.
+        repeat: bool. Repeat indefinitely (a new order each pass). Defaults to `False`.
+        num_shards: int. Number of input pipelines (workers); each reads every
+            `num_shards`-th image. Defaults to `1`.
+        shard_index: int. This pipeline's index in `[0, num_shards)`. Defaults to `0`.
+        input_context: `tf.distribute.InputContext` or `None`; when given, it sets
+            `num_shards` and `shard_index` (use with
+            `strategy.distribute_datasets_from_function`). Defaults to `None`.
+        layout: str. `"auto"`, `"insightface"` or `"plain"`. Defaults to `"auto"`.
+        image_size: int, `(height, width)` or `None`. Resize images of another size
+            (bilinear). Defaults to `None`.
+        flip: bool. Random horizontal flip. Defaults to `False`.
+        preprocessing: `None`, `"arcface"` or `"insightface"`; see
+            `keras_face.data.preprocess`. Images stay uint8 when `None`. Defaults to `None`.
+        augmentation: callable, Keras layer or list of them, applied to (batches of) uint8
+            images before `preprocessing`. Defaults to `None`.
+        drop_remainder: bool. Drop the last incomplete batch. Defaults to `False`.
+        strict: bool. Raise on an undecodable image instead of skipping it.
+            Defaults to `False`.
+        stats: `keras_face.data.DataStats` or `None`. Where counts go; a new one is made
+            when `None`. Also available as `dataset.stats`. Defaults to `None`.
+        index_path: str, path-like, `"auto"` or `None`. The `.idx` file; `"auto"` uses the
+            one beside `path`, `None` scans the `.rec`. Defaults to `"auto"`.
+        num_parallel_calls: int, `tf.data.AUTOTUNE` or `None`. Decoding parallelism.
+            Defaults to `tf.data.AUTOTUNE`.
+        prefetch: bool. Prefetch batches. Defaults to `True`.
+
+    Returns:
+        `tf.data.Dataset` of `(image, label)` with attributes `num_classes`, `num_images`
+        (in this shard), `layout` and `stats`.
+
+    Example:
+        ```python
+        dataset = keras_face.data.read_recordio(
+            "faces_emore/train.rec", batch_size=128, flip=True, preprocessing="arcface"
+        )
+        model.fit(dataset, epochs=20)
+        print(dataset.stats.skipped)
+        ```
+    """
+    num_shards, shard_index = validate_reader_arguments(
+        batch_size, num_shards, shard_index, input_context, preprocessing, num_parallel_calls
+    )
+    pack = RecordIOImagePack(path, index_path=index_path, layout=layout)
+    source = _RecordIOSource(
+        pack,
+        shuffle=shuffle,
+        seed=seed,
+        num_shards=num_shards,
+        shard_index=shard_index,
+        chunk_size=DEFAULT_CHUNK_SIZE,
+    )
+    dataset = build_image_dataset(
+        source,
+        batch_size=batch_size,
+        repeat=repeat,
+        drop_remainder=drop_remainder,
+        image_size=image_size,
+        flip=flip,
+        preprocessing=preprocessing,
+        augmentation=augmentation,
+        strict=strict,
+        stats=stats,
+        seed=seed,
+        num_parallel_calls=num_parallel_calls,
+        prefetch=prefetch,
+    )
+    dataset.num_classes = pack.num_classes
+    dataset.num_images = len(source.shard_items())
+    dataset.layout = pack.layout
+    return dataset
+
+
+def _write_property(rec_path, num_classes, image_shape):
+    path = os.path.join(os.path.dirname(os.path.abspath(rec_path)), "property")
+    with open(path, "w") as file:
+        file.write(f"{num_classes},{image_shape[0]},{image_shape[1]}")
+    return path
+
+
+def write_recordio(
+    path,
+    samples,
+    layout="insightface",
+    image_format="jpeg",
+    quality=95,
+    num_classes=None,
+    write_property=True,
+    progress=True,
+    total=None,
+):
+    """Writes `(image, label)` samples into a RecordIO pack (`.rec`, `.idx`, `property`).
+
+    Args:
+        path: str or path-like. The `.rec` file to create; the `.idx` goes beside it and
+            `property` (`num_classes,height,width`, from the first image) in its directory.
+        samples: iterable of `(image, label)`. `image` is an (H, W, 3) uint8 array (encoded
+            with `image_format`) or encoded image bytes (stored unchanged); `label` an
+            integer class id.
+        layout: str. `"insightface"` (header record 0, images at keys 1..N, one identity
+            record per class; the images of each class must be contiguous in `samples`) or
+            `"plain"` (images at keys 0..N-1, like `im2rec`). Defaults to `"insightface"`.
+        image_format: str. `"jpeg"` or `"png"`, for arrays. Defaults to `"jpeg"`.
+        quality: int. JPEG quality. Defaults to `95`.
+        num_classes: int or `None`. Number of classes; `None` uses the largest label + 1.
+            Defaults to `None`.
+        write_property: bool. Write the `property` file. Defaults to `True`.
+        progress: bool. Show a progress bar. Defaults to `True`.
+        total: int or `None`. Number of samples, for the progress bar when `samples` has
+            no `len`. Defaults to `None`.
+
+    Returns:
+        dict with `path`, `index_path`, `property_path`, `num_images`, `num_classes`,
+        `image_shape` and `layout`.
+
+    Example:
+        ```python
+        keras_face.data.write_recordio("train.rec", zip(images, labels))
+        dataset = keras_face.data.read_recordio("train.rec")
+        ```
+    """
+    if layout not in ("insightface", "plain"):
+        raise ValueError(f"`layout` must be 'insightface' or 'plain'. Received: layout={layout!r}")
+    image_format = check_image_format(image_format)
+    quality = check_quality(quality)
+    if total is None and hasattr(samples, "__len__"):
+        total = len(samples)
+    path = os.fspath(path)
+    insightface = layout == "insightface"
+    ranges = {}  # label -> [first key, last key + 1]
+    finished = set()
+    current = None
+    image_shape = None
+    count = 0
+    max_label = -1
+    with RecordIOWriter(path) as writer:
+        if insightface:
+            header_offset = writer.write(pack_header(IRHeader(0, [1.0, 1.0], 0, 0)), key=0)
+        for image, label in tqdm(samples, total=total, desc="Writing RecordIO", disable=not progress):
+            label = int(as_class_ids([label], "label")[0])
+            max_label = max(max_label, label)
+            data = to_encoded(image, image_format=image_format, quality=quality)
+            if image_shape is None:
+                image_shape = image_size_of(data)
+            key = count + 1 if insightface else count
+            if insightface and label != current:
+                if label in finished:
+                    raise ValueError(
+                        f"Label {label} appears again at sample {count} after other labels. The "
+                        "insightface layout needs the images of each identity to be contiguous: "
+                        "sort the samples by label or use layout='plain'."
+                    )
+                if current is not None:
+                    finished.add(current)
+                current = label
+                ranges[label] = [key, key]
+            if insightface:
+                ranges[label][1] = key + 1
+            writer.write(pack_header(IRHeader(0, float(label), key, 0), data), key=key)
+            count += 1
+        if num_classes is None:
+            num_classes = max_label + 1
+        elif num_classes <= max_label:
+            raise ValueError(
+                f"`num_classes` must exceed the largest label ({max_label}). "
+                f"Received: num_classes={num_classes}"
+            )
+        if insightface:
+            first_identity_key = count + 1
+            next_start = 1
+            for label in range(num_classes):
+                start, end = ranges.get(label, [next_start, next_start])
+                next_start = end
+                writer.write(
+                    pack_header(IRHeader(0, [float(start), float(end)], first_identity_key + label, 0)),
+                    key=first_identity_key + label,
+                )
+            writer.overwrite(
+                header_offset,
+                pack_header(
+                    IRHeader(0, [float(first_identity_key), float(first_identity_key + num_classes)], 0, 0)
+                ),
+            )
+        index_path = writer.index_path
+    property_path = None
+    if write_property and image_shape is not None:
+        property_path = _write_property(path, num_classes, image_shape)
+    return {
+        "path": path,
+        "index_path": index_path,
+        "property_path": property_path,
+        "num_images": count,
+        "num_classes": int(num_classes),
+        "image_shape": image_shape,
+        "layout": layout,
+    }
+
+
+def pack_image_folder(
+    directory,
+    output_path,
+    layout="insightface",
+    image_size=None,
+    quality=95,
+    verify=True,
+    strict=False,
+    extensions=IMAGE_EXTENSIONS,
+    progress=True,
+):
+    """Packs a folder-per-identity tree into a RecordIO pack (`.rec`, `.idx`, `property`).
+
+    Identities are numbered in sorted directory-name order (as `list_image_folder`). JPEG
+    and PNG files are stored byte for byte (so decoding the pack gives exactly the pixels of
+    decoding the files); other formats are re-encoded losslessly as PNG; with `image_size`
+    images of another size are resized and re-encoded as JPEG at `quality`. With
+    `verify=True` each file is fully decoded first: an undecodable file is skipped and counted
+    (listed in the returned summary and logged at the end), or raises naming the file when
+    `strict=True`.
+
+    Args:
+        directory: str or path-like. Root of the tree.
+        output_path: str or path-like. The `.rec` file to create.
+        layout: str. `"insightface"` or `"plain"`. Defaults to `"insightface"`.
+        image_size: int, `(height, width)` or `None`. Resize to this size. Defaults to `None`.
+        quality: int. JPEG quality for re-encoded images. Defaults to `95`.
+        verify: bool. Decode every file before packing it. Defaults to `True`.
+        strict: bool. Raise on an undecodable file instead of skipping it.
+            Defaults to `False`.
+        extensions: tuple of str. Image file suffixes. Defaults to common image suffixes.
+        progress: bool. Show a progress bar. Defaults to `True`.
+
+    Returns:
+        dict: the summary of `write_recordio` plus `class_names`, `skipped` (paths of
+        skipped files) and `num_skipped`.
+
+    Example:
+        ```python
+        summary = keras_face.data.pack_image_folder("aligned_faces/", "packs/train.rec")
+        dataset = keras_face.data.read_recordio("packs/train.rec", batch_size=128)
+        ```
+    """
+    image_size = _normalize_image_size(image_size)
+    quality = check_quality(quality)
+    paths, labels, class_names = list_image_folder(directory, extensions=extensions)
+    skipped = []
+
+    def samples():
+        for path, label in tqdm(
+            list(zip(paths, labels)), desc="Packing images", disable=not progress
+        ):
+            with open(path, "rb") as file:
+                data = file.read()
+            image_format = image_format_of(data)
+            needs_pixels = verify or image_size is not None or image_format not in ("jpeg", "png")
+            if needs_pixels:
+                try:
+                    pixels = decode_image(data)
+                except Exception as error:  # Pillow raises many types for bad files
+                    if strict:
+                        raise ValueError(
+                            f"Cannot decode image file {path!r} ({error}). Pass strict=False to "
+                            "skip undecodable files."
+                        ) from error
+                    skipped.append(path)
+                    continue
+                if image_size is not None and pixels.shape[:2] != image_size:
+                    data = _resize_and_encode(pixels, image_size, quality)
+                elif image_format not in ("jpeg", "png"):
+                    data = encode_image(pixels, image_format="png")
+            yield data, int(label)
+
+    os.makedirs(os.path.dirname(os.path.abspath(os.fspath(output_path))), exist_ok=True)
+    summary = write_recordio(
+        output_path,
+        samples(),
+        layout=layout,
+        quality=quality,
+        num_classes=len(class_names) if class_names else None,
+        progress=False,
+    )
+    if skipped:
+        logger.warning(
+            "pack_image_folder: skipped %d undecodable files under %s, e.g. %s",
+            len(skipped),
+            directory,
+            skipped[:5],
+        )
+    summary.update(class_names=class_names, skipped=skipped, num_skipped=len(skipped))
+    return summary
+
+
+def _resize_and_encode(pixels, image_size, quality):
+    height, width = image_size
+    resized = Image.fromarray(pixels).resize((width, height), Image.BILINEAR)
+    return encode_image(np.asarray(resized), image_format="jpeg", quality=quality)

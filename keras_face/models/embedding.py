@@ -1,0 +1,99 @@
+"""Embedding outputs: from the last feature map to the face embedding.
+
+| output | layers | source |
+|---|---|---|
+| `"E"` | BN → Dropout → Flatten → Dense → BN (scale frozen) | ArcFace paper section 3.2, Option-E; insightface default |
+| `"F"` | BN → Dropout → Flatten → Dense | insightface `get_fc1` option F |
+| `"J"` | Flatten → Dropout → Dense → BN (scale frozen) | insightface `get_fc1` option J |
+| `"GAP"` | BN → ReLU → global average pool → Dropout → Dense → BN (scale frozen) | insightface `get_fc1` option GAP |
+| `"GDC"` | depthwise conv over the whole map → BN → Dropout → Flatten → Dense (no bias) → BN (scale frozen) | MobileFaceNet (global depthwise convolution) |
+
+The last layer always computes in float32 so that the embedding is float32 under the
+`mixed_float16` / `mixed_bfloat16` policies.
+"""
+
+import keras
+
+from keras_face.models.blocks import apply_batch_normalization
+from keras_face.models.blocks import BATCH_NORM_MOMENTUM
+from keras_face.models.frozen_scale_batch_normalization import (
+    FrozenScaleBatchNormalization,
+)
+
+EMBEDDING_OUTPUTS = ("E", "F", "J", "GAP", "GDC")
+
+
+def validate_embedding_output(output):
+    """Return the canonical (upper-case) name of an embedding output option."""
+    key = output.upper() if isinstance(output, str) else output
+    if key not in EMBEDDING_OUTPUTS:
+        raise ValueError(
+            f"Unknown embedding output; expected one of {list(EMBEDDING_OUTPUTS)}. "
+            f"Received: output={output!r}"
+        )
+    return key
+
+
+def apply_embedding_output(
+    x, output="E", embedding_size=512, dropout=0.0, name="embedding", epsilon=1e-5
+):
+    """Turn the last feature map into the embedding, with one of the ArcFace options.
+
+    Dropout, when used, sits just before the fully connected layer (for `"E"` the
+    ArcFace paper's BN → Dropout → FC → BN; the dropout layer is always present, a no-op
+    at rate 0, so that layer names do not depend on the rate).
+
+    Args:
+        x: feature map (batch, height, width, channels).
+        output: str. One of `"E"`, `"F"`, `"J"`, `"GAP"`, `"GDC"` (case-insensitive).
+            Defaults to `"E"`.
+        embedding_size: int. Embedding dimension. Defaults to `512`.
+        dropout: float. Dropout rate before the fully connected layer. Defaults to `0.0`.
+        name: str. Prefix of the layer names (`f"{name}_fc"`, `f"{name}_features"`, ...).
+            Defaults to `"embedding"`.
+        epsilon: float. BN epsilon (1e-5 in arcface_torch, 2e-5 in the MXNet
+            references). Defaults to `1e-5`.
+
+    Returns:
+        The float32 embedding tensor (batch, embedding_size).
+
+    Example:
+        ```python
+        from keras_face.models.embedding import apply_embedding_output
+        features = keras.Input((7, 7, 512))
+        embeddings = apply_embedding_output(features, "GDC", embedding_size=128)
+        ```
+
+    References:
+        - [Deng et al., ArcFace, CVPR 2019, section 3.2](https://arxiv.org/abs/1801.07698)
+        - [Chen et al., MobileFaceNets, 2018](https://arxiv.org/abs/1804.07573)
+    """
+    output = validate_embedding_output(output)
+    if output == "GDC":
+        height, width = x.shape[1], x.shape[2]
+        x = keras.layers.DepthwiseConv2D(
+            (height, width),
+            padding="valid",
+            use_bias=False,
+            depthwise_initializer="he_normal",
+            name=f"{name}_gdc_conv",
+        )(x)
+        x = apply_batch_normalization(x, epsilon, name=f"{name}_gdc_bn")
+    elif output in ("E", "F", "GAP"):
+        x = apply_batch_normalization(x, epsilon, name=f"{name}_bn")
+    if output == "GAP":
+        x = keras.layers.ReLU(name=f"{name}_relu")(x)
+        x = keras.layers.GlobalAveragePooling2D(name=f"{name}_pool")(x)
+    else:
+        x = keras.layers.Flatten(name=f"{name}_flatten")(x)
+    x = keras.layers.Dropout(dropout, name=f"{name}_dropout")(x)
+    if output == "F":
+        # No BN after the FC: the Dense itself is the float32 output layer.
+        return keras.layers.Dense(embedding_size, dtype="float32", name=f"{name}_fc")(x)
+    x = keras.layers.Dense(embedding_size, use_bias=output != "GDC", name=f"{name}_fc")(x)
+    return FrozenScaleBatchNormalization(
+        momentum=BATCH_NORM_MOMENTUM,
+        epsilon=epsilon,
+        dtype="float32",
+        name=f"{name}_features",
+    )(x)

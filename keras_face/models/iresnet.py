@@ -1,0 +1,344 @@
+"""IR-ResNet (improved residual network) and IR-SE-ResNet, the ArcFace backbones.
+
+Transcribed from the ArcFace paper (section 3.2 and its figure of the improved residual
+unit) and insightface's `arcface_torch/backbones/iresnet.py`:
+
+- stem: 3x3 conv (stride 1, 64 channels) → BN → PReLU, at the full input resolution;
+- four stages of 64, 128, 256 and 512 channels, each starting with stride 2
+  (112 → 56 → 28 → 14 → 7);
+- improved residual unit: BN → 3x3 conv → BN → PReLU → 3x3 conv (carrying the stride) →
+  BN (→ squeeze-and-excitation for IR-SE), plus the input, or a strided 1x1 conv → BN
+  shortcut where the shape changes, and no activation after the addition;
+- embedding output "E" (BN → Dropout → Flatten → FC → BN with frozen scale) by default.
+
+BN epsilon is 1e-5 and momentum 0.9 (PyTorch's 0.1), as in arcface_torch.
+"""
+
+import keras
+
+from keras_face.models.blocks import apply_batch_normalization
+from keras_face.models.blocks import apply_conv
+from keras_face.models.blocks import apply_conv_bn_block
+from keras_face.models.blocks import apply_preprocessing
+from keras_face.models.blocks import apply_prelu
+from keras_face.models.blocks import apply_squeeze_excitation_block
+from keras_face.models.blocks import validate_backbone_arguments
+from keras_face.models.blocks import validate_preprocessing
+from keras_face.models.embedding import apply_embedding_output
+from keras_face.models.embedding import validate_embedding_output
+
+BLOCKS_PER_STAGE = {
+    18: (2, 2, 2, 2),
+    34: (3, 4, 6, 3),
+    50: (3, 4, 14, 3),
+    100: (3, 13, 30, 3),
+    200: (6, 26, 60, 6),
+}
+STAGE_FILTERS = (64, 128, 256, 512)
+STEM_FILTERS = 64
+BATCH_NORM_EPSILON = 1e-5
+SE_REDUCTION = 16
+# Four stride-2 stages.
+TOTAL_STRIDE = 16
+
+
+def apply_improved_residual_block(x, filters, strides=1, se=False, name="block"):
+    """The improved residual unit of IR-ResNet (ArcFace paper, figure of section 3.2).
+
+    BN → 3x3 conv → BN → PReLU → 3x3 conv (stride) → BN (→ SE), added to the input, or to
+    a strided 1x1 conv → BN shortcut when the stride or channel count changes. No
+    activation follows the addition.
+
+    Args:
+        x: input tensor (batch, height, width, channels).
+        filters: int. Output channels.
+        strides: int. Stride of the second 3x3 conv and the shortcut. Defaults to `1`.
+        se: bool. Add squeeze-and-excitation (reduction 16) before the addition.
+            Defaults to `False`.
+        name: str. Prefix of the layer names, e.g. `"stage2_block3"`.
+    """
+    shortcut = x
+    if strides != 1 or x.shape[-1] != filters:
+        shortcut = apply_conv_bn_block(
+            x,
+            filters,
+            1,
+            strides=strides,
+            activation=False,
+            epsilon=BATCH_NORM_EPSILON,
+            name=f"{name}_shortcut",
+        )
+    residual = apply_batch_normalization(x, BATCH_NORM_EPSILON, name=f"{name}_bn1")
+    residual = apply_conv(residual, filters, 3, name=f"{name}_conv1")
+    residual = apply_batch_normalization(residual, BATCH_NORM_EPSILON, name=f"{name}_bn2")
+    residual = apply_prelu(residual, name=f"{name}_prelu")
+    residual = apply_conv(residual, filters, 3, strides=strides, name=f"{name}_conv2")
+    residual = apply_batch_normalization(residual, BATCH_NORM_EPSILON, name=f"{name}_bn3")
+    if se:
+        residual = apply_squeeze_excitation_block(residual, SE_REDUCTION, name=name)
+    return keras.layers.Add(name=f"{name}_add")([residual, shortcut])
+
+
+def iresnet(
+    depth,
+    input_shape=(112, 112, 3),
+    embedding_size=512,
+    output="E",
+    se=False,
+    preprocessing=True,
+    dropout=0.0,
+    name=None,
+):
+    """IR-ResNet (or IR-SE-ResNet) of a given depth, from face crops to embeddings.
+
+    The depth-specific factories (`iresnet50`, ...) document the published sizes.
+
+    Args:
+        depth: int. One of 18, 34, 50, 100, 200.
+        input_shape: `(height, width, channels)`; height and width at least 16.
+            Defaults to `(112, 112, 3)`.
+        embedding_size: int. Embedding dimension. Defaults to `512`.
+        output: str. Embedding output option, `"E"`, `"F"`, `"J"`, `"GAP"` or `"GDC"`
+            (see `keras_face.models.embedding`). Defaults to `"E"`.
+        se: bool. Squeeze-and-excitation in every residual unit (IR-SE). Defaults to
+            `False`.
+        preprocessing: `True`/`"arcface"` for `(x - 127.5) / 128` in the model (raw RGB
+            in [0, 255] in), `"insightface"` for `(x - 127.5) / 127.5`, `False`/`None`
+            for none. Defaults to `True`.
+        dropout: float. Dropout rate before the embedding's fully connected layer.
+            Defaults to `0.0`.
+        name: str. Model name. Defaults to `f"iresnet{depth}"` (`"_se"` appended for
+            IR-SE).
+
+    Returns:
+        A functional `keras.Model` from images to float32 embeddings.
+
+    Example:
+        ```python
+        backbone = keras_face.models.iresnet(50, embedding_size=512, se=True)
+        ```
+
+    References:
+        - [Deng et al., ArcFace: Additive Angular Margin Loss for Deep Face Recognition,
+          CVPR 2019](https://arxiv.org/abs/1801.07698)
+        - [Han et al., Deep Pyramidal Residual Networks (the improved unit), CVPR 2017](
+          https://arxiv.org/abs/1610.02915)
+    """
+    if isinstance(depth, bool) or depth not in BLOCKS_PER_STAGE:
+        raise ValueError(
+            f"Unknown IR-ResNet depth; expected one of {sorted(BLOCKS_PER_STAGE)}. "
+            f"Received: depth={depth!r}"
+        )
+    input_shape = validate_backbone_arguments(
+        input_shape, embedding_size, dropout, TOTAL_STRIDE
+    )
+    output = validate_embedding_output(output)
+    preprocessing = validate_preprocessing(preprocessing)
+    if name is None:
+        name = f"iresnet{depth}" + ("_se" if se else "")
+
+    inputs = keras.Input(shape=input_shape, name="image")
+    x = apply_preprocessing(inputs, preprocessing)
+    x = apply_conv_bn_block(
+        x, STEM_FILTERS, 3, epsilon=BATCH_NORM_EPSILON, name="stem"
+    )
+    for stage_index, (filters, blocks) in enumerate(
+        zip(STAGE_FILTERS, BLOCKS_PER_STAGE[depth]), start=1
+    ):
+        for block_index in range(1, blocks + 1):
+            x = apply_improved_residual_block(
+                x,
+                filters,
+                strides=2 if block_index == 1 else 1,
+                se=se,
+                name=f"stage{stage_index}_block{block_index}",
+            )
+    embeddings = apply_embedding_output(
+        x, output, embedding_size, dropout, name="embedding", epsilon=BATCH_NORM_EPSILON
+    )
+    return keras.Model(inputs, embeddings, name=name)
+
+
+def iresnet18(
+    input_shape=(112, 112, 3),
+    embedding_size=512,
+    output="E",
+    se=False,
+    preprocessing=True,
+    dropout=0.0,
+    name=None,
+):
+    """IR-ResNet-18 (blocks per stage 2, 2, 2, 2).
+
+    Published size (insightface arcface_torch, 512-d, 112x112): 24.03 M parameters,
+    2.6 G FLOPs (multiply-accumulates). `keras_face.models.count_parameters` gives
+    24,025,600 and `keras_face.models.count_flops` 2.610 G.
+
+    Args:
+        input_shape: `(height, width, channels)`; at least 16x16. Defaults to
+            `(112, 112, 3)`.
+        embedding_size: int. Defaults to `512`.
+        output: str. `"E"`, `"F"`, `"J"`, `"GAP"` or `"GDC"`. Defaults to `"E"`.
+        se: bool. IR-SE variant. Defaults to `False`.
+        preprocessing: `True`/`"arcface"`, `"insightface"`, `False`/`None`. Defaults to
+            `True`.
+        dropout: float. Dropout before the embedding FC. Defaults to `0.0`.
+        name: str. Defaults to `"iresnet18"` (`"iresnet18_se"` with `se=True`).
+
+    Example:
+        ```python
+        backbone = keras_face.models.iresnet18(embedding_size=512)
+        ```
+
+    References:
+        - [Deng et al., ArcFace, CVPR 2019](https://arxiv.org/abs/1801.07698)
+    """
+    return iresnet(18, input_shape, embedding_size, output, se, preprocessing, dropout, name)
+
+
+def iresnet34(
+    input_shape=(112, 112, 3),
+    embedding_size=512,
+    output="E",
+    se=False,
+    preprocessing=True,
+    dropout=0.0,
+    name=None,
+):
+    """IR-ResNet-34 (blocks per stage 3, 4, 6, 3).
+
+    Published size (insightface arcface_torch, 512-d, 112x112): 34.14 M parameters.
+    `keras_face.models.count_parameters` gives 34,138,432 and
+    `keras_face.models.count_flops` 4.480 G.
+
+    Args:
+        input_shape: `(height, width, channels)`; at least 16x16. Defaults to
+            `(112, 112, 3)`.
+        embedding_size: int. Defaults to `512`.
+        output: str. `"E"`, `"F"`, `"J"`, `"GAP"` or `"GDC"`. Defaults to `"E"`.
+        se: bool. IR-SE variant. Defaults to `False`.
+        preprocessing: `True`/`"arcface"`, `"insightface"`, `False`/`None`. Defaults to
+            `True`.
+        dropout: float. Dropout before the embedding FC. Defaults to `0.0`.
+        name: str. Defaults to `"iresnet34"` (`"iresnet34_se"` with `se=True`).
+
+    Example:
+        ```python
+        backbone = keras_face.models.iresnet34(embedding_size=512)
+        ```
+
+    References:
+        - [Deng et al., ArcFace, CVPR 2019](https://arxiv.org/abs/1801.07698)
+    """
+    return iresnet(34, input_shape, embedding_size, output, se, preprocessing, dropout, name)
+
+
+def iresnet50(
+    input_shape=(112, 112, 3),
+    embedding_size=512,
+    output="E",
+    se=False,
+    preprocessing=True,
+    dropout=0.0,
+    name=None,
+):
+    """IR-ResNet-50 (blocks per stage 3, 4, 14, 3), "LResNet50E-IR" in the ArcFace paper.
+
+    Published size (insightface arcface_torch, 512-d, 112x112): 43.59 M parameters,
+    6.3 G FLOPs (multiply-accumulates). `keras_face.models.count_parameters` gives
+    43,586,624 and `keras_face.models.count_flops` 6.309 G.
+
+    Args:
+        input_shape: `(height, width, channels)`; at least 16x16. Defaults to
+            `(112, 112, 3)`.
+        embedding_size: int. Defaults to `512`.
+        output: str. `"E"`, `"F"`, `"J"`, `"GAP"` or `"GDC"`. Defaults to `"E"`.
+        se: bool. IR-SE variant. Defaults to `False`.
+        preprocessing: `True`/`"arcface"`, `"insightface"`, `False`/`None`. Defaults to
+            `True`.
+        dropout: float. Dropout before the embedding FC. Defaults to `0.0`.
+        name: str. Defaults to `"iresnet50"` (`"iresnet50_se"` with `se=True`).
+
+    Example:
+        ```python
+        backbone = keras_face.models.iresnet50(embedding_size=512)
+        ```
+
+    References:
+        - [Deng et al., ArcFace, CVPR 2019](https://arxiv.org/abs/1801.07698)
+    """
+    return iresnet(50, input_shape, embedding_size, output, se, preprocessing, dropout, name)
+
+
+def iresnet100(
+    input_shape=(112, 112, 3),
+    embedding_size=512,
+    output="E",
+    se=False,
+    preprocessing=True,
+    dropout=0.0,
+    name=None,
+):
+    """IR-ResNet-100 (blocks per stage 3, 13, 30, 3), "LResNet100E-IR" in the ArcFace paper.
+
+    Published size (insightface arcface_torch, 512-d, 112x112): 65.16 M parameters,
+    12.1 G FLOPs (multiply-accumulates). `keras_face.models.count_parameters` gives
+    65,155,648 and `keras_face.models.count_flops` 12.089 G.
+
+    Args:
+        input_shape: `(height, width, channels)`; at least 16x16. Defaults to
+            `(112, 112, 3)`.
+        embedding_size: int. Defaults to `512`.
+        output: str. `"E"`, `"F"`, `"J"`, `"GAP"` or `"GDC"`. Defaults to `"E"`.
+        se: bool. IR-SE variant. Defaults to `False`.
+        preprocessing: `True`/`"arcface"`, `"insightface"`, `False`/`None`. Defaults to
+            `True`.
+        dropout: float. Dropout before the embedding FC. Defaults to `0.0`.
+        name: str. Defaults to `"iresnet100"` (`"iresnet100_se"` with `se=True`).
+
+    Example:
+        ```python
+        backbone = keras_face.models.iresnet100(embedding_size=512)
+        ```
+
+    References:
+        - [Deng et al., ArcFace, CVPR 2019](https://arxiv.org/abs/1801.07698)
+    """
+    return iresnet(100, input_shape, embedding_size, output, se, preprocessing, dropout, name)
+
+
+def iresnet200(
+    input_shape=(112, 112, 3),
+    embedding_size=512,
+    output="E",
+    se=False,
+    preprocessing=True,
+    dropout=0.0,
+    name=None,
+):
+    """IR-ResNet-200 (blocks per stage 6, 26, 60, 6).
+
+    Published size (insightface arcface_torch, 512-d, 112x112): 118.83 M parameters,
+    23.5 G FLOPs (multiply-accumulates). `keras_face.models.count_parameters` gives
+    118,828,608 and `keras_face.models.count_flops` 23.418 G.
+
+    Args:
+        input_shape: `(height, width, channels)`; at least 16x16. Defaults to
+            `(112, 112, 3)`.
+        embedding_size: int. Defaults to `512`.
+        output: str. `"E"`, `"F"`, `"J"`, `"GAP"` or `"GDC"`. Defaults to `"E"`.
+        se: bool. IR-SE variant. Defaults to `False`.
+        preprocessing: `True`/`"arcface"`, `"insightface"`, `False`/`None`. Defaults to
+            `True`.
+        dropout: float. Dropout before the embedding FC. Defaults to `0.0`.
+        name: str. Defaults to `"iresnet200"` (`"iresnet200_se"` with `se=True`).
+
+    Example:
+        ```python
+        backbone = keras_face.models.iresnet200(embedding_size=512)
+        ```
+
+    References:
+        - [Deng et al., ArcFace, CVPR 2019](https://arxiv.org/abs/1801.07698)
+    """
+    return iresnet(200, input_shape, embedding_size, output, se, preprocessing, dropout, name)

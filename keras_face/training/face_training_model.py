@@ -1,0 +1,126 @@
+"""The training model: backbone + head, inputs `[image, label]`, output logits."""
+
+import keras
+
+
+@keras.saving.register_keras_serializable(package="keras_face")
+class FaceTrainingModel(keras.Model):
+    """Functional model `[image, label] -> logits` over a backbone and a margin head.
+
+    The backbone (images to embeddings) is a sub-model: `model.embedding_model` *is* the
+    backbone, so it shares every weight with the training model and is what gets saved
+    and exported for deployment. The head receives the labels as a second input because
+    the margin is applied to the target class only; it returns float32 logits for
+    `SparseCategoricalCrossentropy(from_logits=True)` (the default loss of `compile`).
+    Losses that a head adds itself (MagFace's feature-norm regulariser) are part of
+    `model.losses` and added to the training loss by `fit`.
+
+    Feed it `((images, labels), labels)`: `keras_face.training.make_training_dataset`
+    builds such datasets.
+
+    Args:
+        backbone: `keras.Model` from images `(batch, H, W, C)` to embeddings `(batch, D)`.
+        head: a `keras_face.heads` head (or `keras_face.training.SoftmaxHead`), called as
+            `head([embeddings, labels])`.
+        **kwargs: other keyword arguments of `keras.Model` (`name`, ...).
+
+    Example:
+        ```python
+        backbone = keras_face.models.iresnet50(embedding_size=512)
+        head = keras_face.heads.ArcFace(num_classes=10_572)
+        model = keras_face.training.FaceTrainingModel(backbone, head)
+        model.compile(optimizer=keras_face.training.L2SGD(0.1))
+        model.fit(dataset, epochs=20)
+        model.embedding_model.save("embedding.keras")
+        ```
+    """
+
+    def __init__(self, backbone, head, **kwargs):
+        if not isinstance(backbone, keras.Model):
+            raise ValueError(
+                "backbone must be a keras.Model from images to embeddings. "
+                f"Received: backbone={backbone!r}"
+            )
+        if len(backbone.inputs) != 1 or len(backbone.outputs) != 1:
+            raise ValueError(
+                "backbone must have one image input and one embedding output. "
+                f"Received: {len(backbone.inputs)} inputs, {len(backbone.outputs)} outputs"
+            )
+        image_spec = backbone.inputs[0]
+        image = keras.Input(
+            shape=tuple(image_spec.shape[1:]), dtype=image_spec.dtype, name="image"
+        )
+        label = keras.Input(shape=(), dtype="int32", name="label")
+        embeddings = backbone(image)
+        logits = head([embeddings, label])
+        kwargs.setdefault("name", "face_training_model")
+        super().__init__(inputs=[image, label], outputs=logits, **kwargs)
+        self.backbone = backbone
+        self.head = head
+
+    @property
+    def embedding_model(self):
+        """The backbone: images to embeddings, sharing the training model's weights."""
+        return self.backbone
+
+    def compile(self, optimizer="sgd", loss=None, metrics=None, **kwargs):
+        """`keras.Model.compile` with the face-recognition defaults.
+
+        Args:
+            optimizer: optimizer or its name. Defaults to `"sgd"`.
+            loss: Defaults to `SparseCategoricalCrossentropy(from_logits=True)`.
+            metrics: Defaults to `[SparseCategoricalAccuracy("accuracy")]` (on the
+                margin logits while training, so below the closed-set accuracy).
+            **kwargs: other arguments of `keras.Model.compile` (`jit_compile`, ...).
+        """
+        if loss is None:
+            loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        if metrics is None:
+            metrics = [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
+        super().compile(optimizer=optimizer, loss=loss, metrics=metrics, **kwargs)
+
+    def compile_from_config(self, config):
+        # `compile` only adds defaults, so a saved compile config replays through it.
+        config = keras.saving.deserialize_keras_object(config)
+        self.compile(**config)
+        if self.built:
+            self.optimizer.build(self.trainable_variables)
+
+    def get_config(self):
+        return {
+            "backbone": keras.saving.serialize_keras_object(self.backbone),
+            "head": keras.saving.serialize_keras_object(self.head),
+            "name": self.name,
+            "trainable": self.trainable,
+        }
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        config = dict(config)
+        backbone = keras.saving.deserialize_keras_object(
+            config.pop("backbone"), custom_objects=custom_objects
+        )
+        head = keras.saving.deserialize_keras_object(
+            config.pop("head"), custom_objects=custom_objects
+        )
+        return cls(backbone, head, **config)
+
+
+def build_training_model(backbone, head, name="face_training_model"):
+    """Assemble `[image, label] -> logits` from a backbone and a head (`FaceTrainingModel`).
+
+    Args:
+        backbone: `keras.Model` from images to embeddings.
+        head: margin head, e.g. `keras_face.heads.ArcFace(num_classes)`.
+        name: str. Model name. Defaults to `"face_training_model"`.
+
+    Returns:
+        A `FaceTrainingModel`; its `embedding_model` is `backbone`.
+
+    Example:
+        ```python
+        model = keras_face.training.build_training_model(
+            keras_face.models.iresnet18(), keras_face.heads.ArcFace(1000))
+        ```
+    """
+    return FaceTrainingModel(backbone, head, name=name)

@@ -1,0 +1,274 @@
+"""Test helpers of the stateful heads (SphereFace, CurricularFace, MagFace, AdaFace).
+
+Built on the shared helpers of `tests/heads` (`edge_cases`, `numpy_reference`):
+
+- `with_norms`: the edge-case batch with its ordinary rows rescaled to given norms (the
+  margins of MagFace and AdaFace depend on the norm);
+- float64 per-sample NumPy re-implementations written from the spec (margin-heads.md
+  sections 5, 7, 8, 9), independent of the Keras code (no Chebyshev recurrence): logits
+  as functions of the cosine matrix (for `numpy_reference.assert_matches_reference`),
+  and the state updates;
+- `head_gradients`: logits and gradients w.r.t. embeddings and kernel on any backend,
+  including the losses the head adds (MagFace) and its state update;
+- `assert_mixed_precision_training_close`: training-mode logits under the mixed policies,
+  from the same state.
+"""
+
+import math
+
+import keras
+import numpy as np
+
+from tests.heads.numpy_reference import arc_target
+
+
+def with_norms(embeddings, norms):
+    """Rescale rows of norm in [1e-3, 1e3] to `norms` (cycled); others are kept."""
+    embeddings = np.asarray(embeddings, np.float64).copy()
+    current = np.linalg.norm(embeddings, axis=1)
+    ordinary = np.nonzero((current > 1e-3) & (current < 1e3))[0]
+    for position, row in enumerate(ordinary):
+        embeddings[row] *= norms[position % len(norms)] / current[row]
+    return embeddings.astype(np.float32)
+
+
+def random_batch(batch, num_classes, dim, norm_range=(1.0, 1.0), seed=0):
+    """Random float32 embeddings with norms uniform in `norm_range`, and int32 labels."""
+    rng = np.random.default_rng(seed)
+    directions = rng.normal(size=(batch, dim))
+    directions /= np.linalg.norm(directions, axis=1, keepdims=True)
+    norms = rng.uniform(*norm_range, size=(batch, 1))
+    labels = rng.integers(0, num_classes, size=(batch,))
+    return (directions * norms).astype("float32"), labels.astype("int32")
+
+
+def embedding_norms(embeddings):
+    """`||x||` per row, float64 (1e20 squared is fine in float64)."""
+    return np.linalg.norm(np.asarray(embeddings, np.float64), axis=1)
+
+
+def target_cosines(cosines, labels):
+    """`c_{i, y_i}` from a cosine matrix."""
+    cosines = np.asarray(cosines, np.float64)
+    return cosines[np.arange(cosines.shape[0]), np.asarray(labels).reshape(-1)]
+
+
+# ------------------------------------------------------------------------------------------
+# SphereFace (spec 5.1).
+def sphere_face_lambda(iteration, base=1000.0, gamma=0.12, power=1.0, minimum=5.0):
+    return max(minimum, base * (1.0 + gamma * iteration) ** (-power))
+
+
+def sphere_face_psi(c, margin):
+    """`(-1)^k cos(m theta) - 2k`, `k = floor(m theta / pi)`, by `math.acos`/`math.cos`."""
+    theta = math.acos(c)
+    k = math.floor(margin * theta / math.pi)
+    return (-1) ** k * math.cos(margin * theta) - 2 * k
+
+
+def sphere_face(cosines, labels, norms, iteration, margin=4, base=1000.0, gamma=0.12,
+                power=1.0, minimum=5.0, normalize_features=False, scale=64.0):
+    """A-Softmax logits with `lambda` at `iteration` (the counter after its increment)."""
+    weight = sphere_face_lambda(iteration, base, gamma, power, minimum)
+    cosines = np.asarray(cosines, np.float64)
+    logits = np.empty_like(cosines)
+    for i, label in enumerate(np.asarray(labels).reshape(-1)):
+        factor = scale if normalize_features else norms[i]
+        for j, c in enumerate(cosines[i]):
+            if j == label:
+                c = (weight * c + sphere_face_psi(c, margin)) / (1.0 + weight)
+            logits[i, j] = factor * c
+    return logits
+
+
+# ------------------------------------------------------------------------------------------
+# CurricularFace (spec 7).
+def curricular_face_t(target_cosines, t, alpha=0.01):
+    """`t <- alpha mean(c_y) + (1 - alpha) t`."""
+    return alpha * float(np.mean(target_cosines)) + (1.0 - alpha) * t
+
+
+def curricular_face(cosines, labels, t, scale=64.0, margin=0.5):
+    """CurricularFace logits with the (already updated) `t`."""
+    cosines = np.asarray(cosines, np.float64)
+    logits = np.empty_like(cosines)
+    for i, label in enumerate(np.asarray(labels).reshape(-1)):
+        c_y = cosines[i, label]
+        raw = c_y * math.cos(margin) - math.sqrt(1.0 - c_y * c_y) * math.sin(margin)
+        for j, c in enumerate(cosines[i]):
+            logits[i, j] = scale * (c * (t + c) if c > raw else c)
+        logits[i, label] = scale * arc_target(c_y, margin, "cosface")
+    return logits
+
+
+# ------------------------------------------------------------------------------------------
+# MagFace (spec 8).
+def mag_face(cosines, labels, norms, scale=64.0, lower_norm=10.0, upper_norm=110.0,
+             lower_margin=0.45, upper_margin=0.8, lambda_g=35.0, easy_margin=True,
+             variant="arcface"):
+    """MagFace logits."""
+    cosines = np.asarray(cosines, np.float64)
+    logits = scale * cosines
+    for i, label in enumerate(np.asarray(labels).reshape(-1)):
+        a = min(max(norms[i], lower_norm), upper_norm)
+        m = (upper_margin - lower_margin) / (upper_norm - lower_norm) * (a - lower_norm)
+        m += lower_margin
+        c = cosines[i, label]
+        if variant == "cosface":
+            target = c - m
+        else:
+            phi = c * math.cos(m) - math.sqrt(1.0 - c * c) * math.sin(m)
+            if easy_margin:
+                target = phi if c > 0 else c
+            else:
+                target = phi if c > math.cos(math.pi - m) else c - math.sin(math.pi - m) * m
+        logits[i, label] = scale * target
+    return logits
+
+
+def mag_face_loss(norms, lower_norm=10.0, upper_norm=110.0, lambda_g=35.0, **unused):
+    """`lambda_g * mean(a / u_a^2 + 1 / a)`, `a = clip(||x||, l_a, u_a)`."""
+    values = [
+        min(max(n, lower_norm), upper_norm) / upper_norm**2
+        + 1.0 / min(max(n, lower_norm), upper_norm)
+        for n in norms
+    ]
+    return lambda_g * float(np.mean(values))
+
+
+# ------------------------------------------------------------------------------------------
+# AdaFace (spec 9).
+def ada_face_state(norms, mean, std, alpha=0.01):
+    """`(mean, std)` after one batch: EMA of the clipped norms' mean and unbiased std."""
+    safe = np.clip(np.asarray(norms, np.float64), 0.001, 100.0)
+    count = len(safe)
+    batch_std = math.sqrt(float(np.sum((safe - safe.mean()) ** 2)) / max(count - 1, 1))
+    return (
+        alpha * float(safe.mean()) + (1.0 - alpha) * mean,
+        alpha * batch_std + (1.0 - alpha) * std,
+    )
+
+
+def ada_face(cosines, labels, norms, mean, std, scale=64.0, margin=0.4, h=0.333,
+             eps=1e-3):
+    """AdaFace logits with the (already updated) `mean`, `std`."""
+    cosines = np.asarray(cosines, np.float64)
+    logits = np.empty_like(cosines)
+    for i, label in enumerate(np.asarray(labels).reshape(-1)):
+        norm = min(max(norms[i], 0.001), 100.0)
+        standardized = min(max(h * (norm - mean) / (std + eps), -1.0), 1.0)
+        g_angle, g_add = -margin * standardized, margin + margin * standardized
+        for j, c in enumerate(cosines[i]):
+            theta = math.acos(min(max(c, -1.0 + eps), 1.0 - eps))
+            if j == label:
+                theta = min(max(theta + g_angle, eps), math.pi - eps)
+                logits[i, j] = scale * (math.cos(theta) - g_add)
+            else:
+                logits[i, j] = scale * math.cos(min(max(theta, eps), math.pi - eps))
+    return logits
+
+
+# ------------------------------------------------------------------------------------------
+def build_head(head_cls, kernel, **kwargs):
+    """A head built for `kernel.shape[0]`-dimensional embeddings, kernel set to `kernel`."""
+    head = head_cls(kernel.shape[1], **kwargs)
+    head.build([(None, kernel.shape[0]), (None,)])
+    head.kernel.assign(kernel)
+    return head
+
+
+def loss_weights(batch, num_classes, seed=0):
+    """Random `(batch, num_classes)` weights `R` of the objective `sum(R * logits)`."""
+    rng = np.random.default_rng(seed)
+    return rng.normal(size=(batch, num_classes)).astype("float32")
+
+
+def head_gradients(head, embeddings, labels, weights=None):
+    """Logits and the gradients of `sum(R * logits) + sum(head losses)`.
+
+    `R` is `weights` (default: `loss_weights(...)`). Returns NumPy `(logits,
+    d_embeddings, d_kernel)`. The head's state is updated once (one training call), as
+    in a training step.
+    """
+    if weights is None:
+        weights = loss_weights(embeddings.shape[0], head.num_classes)
+    weights = np.asarray(weights, np.float32)
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        x = tf.constant(embeddings)
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            logits = head([x, tf.constant(labels)], training=True)
+            objective = tf.reduce_sum(logits * weights) + sum(
+                tf.reduce_sum(loss) for loss in head.losses
+            )
+        d_x, d_kernel = tape.gradient(objective, [x, head.kernel.value])
+        return logits.numpy(), d_x.numpy(), d_kernel.numpy()
+    if backend == "jax":
+        import jax
+        import jax.numpy as jnp
+
+        trainable = [v.value for v in head.trainable_variables]
+        state = [v.value for v in head.non_trainable_variables]
+        kernel_index = [id(v) for v in head.trainable_variables].index(id(head.kernel))
+
+        def objective(trainable_values, x):
+            logits, new_state, losses = head.stateless_call(
+                trainable_values, state, [x, jnp.asarray(labels)], training=True,
+                return_losses=True,
+            )
+            total = jnp.sum(logits * weights) + sum(jnp.sum(loss) for loss in losses)
+            return total, (logits, new_state)
+
+        (_, (logits, new_state)), (d_trainable, d_x) = jax.value_and_grad(
+            objective, argnums=(0, 1), has_aux=True
+        )(trainable, jnp.asarray(embeddings))
+        for variable, value in zip(head.non_trainable_variables, new_state):
+            variable.assign(value)
+        return np.asarray(logits), np.asarray(d_x), np.asarray(d_trainable[kernel_index])
+    import torch
+
+    x = torch.tensor(embeddings, requires_grad=True)
+    logits = head([x, torch.tensor(labels)], training=True)
+    objective = (logits * torch.tensor(weights)).sum() + sum(
+        loss.sum() for loss in head.losses
+    )
+    d_x, d_kernel = torch.autograd.grad(objective, [x, head.kernel.value])
+    return logits.detach().cpu().numpy(), d_x.cpu().numpy(), d_kernel.cpu().numpy()
+
+
+def state_values(head):
+    """`{weight name: float}` of the head's non-trainable weights."""
+    return {
+        v.name: float(keras.ops.convert_to_numpy(v.value))
+        for v in head.non_trainable_variables
+    }
+
+
+def assert_mixed_precision_training_close(head_cls, init_kwargs, embeddings, labels,
+                                          atol):
+    """Training-mode logits under mixed policies equal float32's from the same state."""
+    reference_head = head_cls(**init_kwargs)
+    inputs = [keras.ops.convert_to_tensor(embeddings), keras.ops.convert_to_tensor(labels)]
+    reference_head(inputs, training=False)  # build
+    snapshot = reference_head.get_weights()
+    reference = keras.ops.convert_to_numpy(reference_head(inputs, training=True))
+    for policy in ("mixed_float16", "mixed_bfloat16"):
+        head = head_cls(**init_kwargs, dtype=policy)
+        head(inputs, training=False)
+        head.set_weights(snapshot)
+        out = head(inputs, training=True)
+        assert keras.backend.standardize_dtype(out.dtype) == "float32", policy
+        np.testing.assert_allclose(
+            keras.ops.convert_to_numpy(out), reference, rtol=0, atol=atol, err_msg=policy
+        )
+        for variable, value in zip(head.non_trainable_variables,
+                                   reference_head.non_trainable_variables):
+            assert keras.backend.standardize_dtype(variable.dtype) == \
+                keras.backend.standardize_dtype(value.dtype), policy
+            np.testing.assert_allclose(
+                keras.ops.convert_to_numpy(variable.value),
+                keras.ops.convert_to_numpy(value.value), rtol=1e-6, err_msg=policy,
+            )

@@ -1,0 +1,165 @@
+"""Behaviour every backbone family shares: saving, gradients, training, mixed precision."""
+
+import os
+
+import keras
+import numpy as np
+import pytest
+
+from keras_face import models
+from keras_face.heads import ArcFace
+from tests.models.backbone_testing import SMALL_BACKBONES
+from tests.models.backbone_testing import SMALL_EMBEDDING_SIZE
+from tests.models.backbone_testing import SMALL_INPUT_SHAPE
+from tests.models.backbone_testing import synthetic_identities
+
+FAMILIES = sorted(SMALL_BACKBONES)
+
+
+def _cosine_similarity(a, b):
+    a = a / np.linalg.norm(a, axis=1, keepdims=True)
+    b = b / np.linalg.norm(b, axis=1, keepdims=True)
+    return np.sum(a * b, axis=1)
+
+
+def _training_model(backbone, num_classes):
+    images = keras.Input(SMALL_INPUT_SHAPE, name="images")
+    labels = keras.Input((), dtype="int32", name="labels")
+    logits = ArcFace(num_classes, scale=16.0, margin=0.2)(
+        [backbone(images), labels]
+    )
+    return keras.Model([images, labels], logits)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_keras_round_trip_gives_equal_outputs(family, tmp_path):
+    backbone = SMALL_BACKBONES[family](se=True) if family == "iresnet18" else SMALL_BACKBONES[family]()
+    # Non-trivial BN statistics and scales, so that every weight matters.
+    rng = np.random.default_rng(1)
+    backbone.set_weights(
+        [rng.uniform(0.5, 1.5, w.shape).astype("float32") for w in backbone.get_weights()]
+    )
+    images, _ = synthetic_identities(2, 2)
+    path = os.path.join(tmp_path, f"{family}.keras")
+    backbone.save(path)
+    loaded = keras.saving.load_model(path)
+    assert [layer.name for layer in loaded.layers] == [layer.name for layer in backbone.layers]
+    expected = keras.ops.convert_to_numpy(backbone(images, training=False))
+    np.testing.assert_array_equal(
+        keras.ops.convert_to_numpy(loaded(images, training=False)), expected
+    )
+    assert models.count_parameters(loaded) == models.count_parameters(backbone)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_one_sgd_step_updates_the_first_convolution(family):
+    keras.utils.set_random_seed(0)
+    backbone = SMALL_BACKBONES[family]()
+    first_conv = backbone.get_layer("stem_conv" if family != "vargfacenet" else "head_conv")
+    before = keras.ops.convert_to_numpy(first_conv.kernel).copy()
+    images, labels = synthetic_identities(4, 2)
+    model = _training_model(backbone, 4)
+    model.compile(
+        optimizer=keras.optimizers.SGD(0.1),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
+    model.fit([images, labels], labels, batch_size=8, epochs=1, verbose=0)
+    after = keras.ops.convert_to_numpy(first_conv.kernel)
+    # With plain SGD the change is lr * gradient: non-zero means the gradient got there.
+    assert np.all(np.isfinite(after))
+    assert np.max(np.abs(after - before)) > 1e-6
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_short_fit_with_arc_face_lowers_the_loss(family):
+    keras.utils.set_random_seed(0)
+    backbone = SMALL_BACKBONES[family]()
+    images, labels = synthetic_identities(4, 8)
+    model = _training_model(backbone, 4)
+    model.compile(
+        optimizer=keras.optimizers.Adam(1e-3),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
+    history = model.fit(
+        [images, labels], labels, batch_size=16, epochs=8, shuffle=True, verbose=0
+    )
+    losses = history.history["loss"]
+    assert np.all(np.isfinite(losses))
+    assert losses[-1] < 0.7 * losses[0], losses
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
+def test_mixed_precision_embeddings_are_float32(family, policy):
+    images, _ = synthetic_identities(2, 2)
+    reference_model = SMALL_BACKBONES[family]()
+    reference = keras.ops.convert_to_numpy(reference_model(images, training=False))
+    keras.config.set_dtype_policy(policy)
+    mixed_model = SMALL_BACKBONES[family]()
+    mixed_model.set_weights(reference_model.get_weights())
+    assert mixed_model.get_layer("stem_conv" if family != "vargfacenet" else "head_conv").compute_dtype == policy.split("_")[1]
+    embeddings = mixed_model(images, training=False)
+    assert keras.backend.standardize_dtype(embeddings.dtype) == "float32"
+    assert embeddings.shape == (4, SMALL_EMBEDDING_SIZE)
+    embeddings = keras.ops.convert_to_numpy(embeddings)
+    assert np.all(np.isfinite(embeddings))
+    # Same weights, lower precision: the same directions up to rounding.
+    assert np.min(_cosine_similarity(embeddings, reference)) > 0.98
+
+
+def test_get_builds_every_name_and_rejects_unknown_names():
+    assert models.names() == sorted(
+        ["iresnet18", "iresnet34", "iresnet50", "iresnet100", "iresnet200",
+         "mobilefacenet", "mobilefacenet_mbf", "vargfacenet"]
+    )
+    backbone = models.get("MobileFaceNet-MBF", input_shape=(32, 32, 3), embedding_size=8)
+    assert backbone.name == "mobilefacenet_mbf"
+    assert backbone.output.shape == (None, 8)
+    with pytest.raises(ValueError, match=r"Received: name='resnet50'"):
+        models.get("resnet50")
+
+
+@pytest.mark.parametrize("factory", [models.iresnet18, models.mobilefacenet, models.vargfacenet])
+def test_argument_validation(factory):
+    with pytest.raises(ValueError, match=r"embedding_size.*Received: embedding_size=0"):
+        factory(embedding_size=0)
+    with pytest.raises(ValueError, match=r"Received: embedding_size=-3"):
+        factory(embedding_size=-3)
+    with pytest.raises(ValueError, match=r"at least 16x16.*Received: input_shape=\(8, 64, 3\)"):
+        factory(input_shape=(8, 64, 3))
+    with pytest.raises(ValueError, match=r"Received: input_shape=\(112, 112\)"):
+        factory(input_shape=(112, 112))
+    with pytest.raises(ValueError, match=r"Received: dropout=1.5"):
+        factory(dropout=1.5)
+    with pytest.raises(ValueError, match=r"Received: preprocessing='imagenet'"):
+        factory(preprocessing="imagenet")
+
+
+def test_unknown_depth_and_output_are_rejected():
+    with pytest.raises(ValueError, match=r"depth.*Received: depth=77"):
+        models.iresnet(77)
+    with pytest.raises(ValueError, match=r"Unknown embedding output.*Received: output='Z'"):
+        models.iresnet18(output="Z")
+    with pytest.raises(ValueError, match=r"Received: output='pooling'"):
+        models.mobilefacenet(output="pooling")
+
+
+@pytest.mark.parametrize(
+    "preprocessing, black, white",
+    [
+        (True, -127.5 / 128.0, 127.5 / 128.0),
+        ("arcface", -127.5 / 128.0, 127.5 / 128.0),
+        ("insightface", -1.0, 1.0),
+        (None, 0.0, 255.0),
+        (False, 0.0, 255.0),
+    ],
+)
+def test_preprocessing_modes(preprocessing, black, white):
+    backbone = models.mobilefacenet(input_shape=(32, 32, 3), preprocessing=preprocessing)
+    # The stem conv is strided, so its padding layer sees the preprocessed image.
+    probe = keras.Model(backbone.input, backbone.get_layer("stem_conv_pad").input)
+    for value, expected in ((0, black), (255, white)):
+        out = keras.ops.convert_to_numpy(probe(np.full((1, 32, 32, 3), value, "uint8")))
+        np.testing.assert_allclose(out, expected, rtol=1e-6)
+    has_layer = any(layer.name == "preprocessing" for layer in backbone.layers)
+    assert has_layer == (preprocessing not in (None, False))
