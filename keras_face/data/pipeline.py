@@ -28,6 +28,7 @@ from keras_face.data.data_stats import UndecodableImageError
 from keras_face.data.data_stats import logger
 from keras_face.data.preprocessing import _normalize_image_size
 from keras_face.data.preprocessing import _resize_if_needed
+from keras_face.data.preprocessing import fused_preprocess_function
 from keras_face.data.preprocessing import preprocess
 
 POSITION_BITS = 40
@@ -70,6 +71,7 @@ class PassTracker:
         self.expected = 0
         self.delivered = 0
         self.skipped_this_pass = 0
+        self.first_skipped_keys = []
 
     def start_pass(self):
         self.pass_index += 1
@@ -77,12 +79,17 @@ class PassTracker:
         self.expected = 0
         self.delivered = 0
         self.skipped_this_pass = 0
+        self.first_skipped_keys = []
         self.source.start_pass(self.pass_index)
 
     def _record_missing(self, positions):
         if not len(positions):
             return
         keys = [self.source.key_of(int(position)) for position in positions]
+        self.skipped_this_pass += len(keys)
+        self.stats.record_skipped(keys)
+        room = 10 - len(self.first_skipped_keys)
+        self.first_skipped_keys.extend(keys[: max(room, 0)])
         if self.strict:
             raise UndecodableImageError(
                 f"Undecodable image in {self.source.description} at key "
@@ -90,45 +97,43 @@ class PassTracker:
                 + (f" (and {len(keys) - 1} more: {keys[1:6]})" if len(keys) > 1 else "")
                 + ". Pass strict=False to skip and count undecodable images instead."
             )
-        self.skipped_this_pass += len(keys)
-        self.stats.record_skipped(keys)
         logger.debug("Skipped undecodable images in %s: %s", self.source.description, keys)
 
     def deliver(self, sequences):
         sequences = np.asarray(sequences, dtype=np.int64)
-        if not len(sequences):
-            return
         passes = sequences >> POSITION_BITS
-        if np.any(passes != self.pass_index):  # an abandoned iterator's leftovers; ignore
-            sequences = sequences[passes == self.pass_index]
-            if not len(sequences):
-                return
-        positions = sequences & POSITION_MASK
-        highest = int(positions.max())
-        if highest >= self.expected:
-            candidates = np.arange(self.expected, highest + 1, dtype=np.int64)
-            self._record_missing(np.setdiff1d(candidates, positions, assume_unique=True))
-            self.expected = highest + 1
+        # Leftovers of an abandoned pass (a new iterator started) are ignored.
+        positions = sequences[passes == self.pass_index] & POSITION_MASK
+        if not len(positions):
+            return
         self.delivered += len(positions)
         self.stats.record_delivered(len(positions))
         self.source.forget(positions)
+        highest = int(positions.max())
+        if highest >= self.expected:
+            candidates = np.arange(self.expected, highest + 1, dtype=np.int64)
+            self.expected = highest + 1
+            self._record_missing(np.setdiff1d(candidates, positions, assume_unique=True))
 
     def end_pass(self):
-        self._record_missing(np.arange(self.expected, self.emitted, dtype=np.int64))
+        missing = np.arange(self.expected, self.emitted, dtype=np.int64)
         self.expected = max(self.expected, self.emitted)
         self.stats.passes_completed += 1
-        self.stats.last_pass_skipped = self.skipped_this_pass
         self.stats.last_pass_delivered = self.delivered
+        try:
+            self._record_missing(missing)
+        finally:
+            self.stats.last_pass_skipped = self.skipped_this_pass
         if self.skipped_this_pass:
             logger.warning(
                 "%s: skipped %d undecodable images in pass %d (%d images decoded); "
-                "%d skipped in total. First skipped keys: %s",
+                "%d skipped in total. First skipped keys of this pass: %s",
                 self.source.description,
                 self.skipped_this_pass,
                 self.pass_index + 1,
                 self.delivered,
                 self.stats.skipped,
-                self.stats.skipped_keys[:10],
+                self.first_skipped_keys,
             )
         else:
             logger.info(
@@ -321,7 +326,10 @@ def build_image_dataset(
     if augmentation is not None:
         steps.append(augmentation)
     if preprocessing is not None:
-        steps.append(functools.partial(preprocess, mode=preprocessing))
+        if batch_size is None:
+            steps.append(functools.partial(preprocess, mode=preprocessing))
+        else:
+            steps.append(fused_preprocess_function(preprocessing))
 
     def compose(functions):
         if not functions:

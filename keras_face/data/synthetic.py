@@ -19,24 +19,19 @@ whatever `num_identities` is, and image `j` of an identity is the same whatever
 `images_per_identity` is, so training and held-out sets are made by `identity_offset`.
 """
 
+import contextlib
 import dataclasses
+import functools
 import io
 import math
 import os
 
 import numpy as np
 
-# The 112x112 ArcFace template (insightface `arcface_dst`): eyes, nose tip, mouth corners.
-ARCFACE_TEMPLATE = np.array(
-    [
-        [38.2946, 51.6963],
-        [73.5318, 51.5014],
-        [56.0252, 71.7366],
-        [41.5493, 92.3655],
-        [70.7299, 92.2041],
-    ],
-    dtype=np.float32,
-)
+from keras_face.data.alignment import ARCFACE_TEMPLATE
+
+# The 112x112 ArcFace template (eyes, nose tip, mouth corners) is the canonical frame.
+_TEMPLATE = ARCFACE_TEMPLATE.astype(np.float32)
 # Canonical canvas (the template's frame) and the centre of the pose jitter in it.
 CANVAS_SIZE = 112.0
 _POSE_CENTRE = (56.0, 62.0)
@@ -455,13 +450,13 @@ def _face_geometry(identity, batch):
     g["face_cx"] = 56.0 + 3.0 * yaw
     g["face_cy"] = identity["face_cy"] + 2.0 * pitch
     # Parts nearer the camera move more when the head turns (depth factors in pixels).
-    g["eye_y"] = (ARCFACE_TEMPLATE[0, 1] + ARCFACE_TEMPLATE[1, 1]) / 2 + identity["eye_dy"] + 6.0 * pitch
-    g["eye_left_x"] = ARCFACE_TEMPLATE[0, 0] - identity["eye_dx"] + 7.0 * yaw
-    g["eye_right_x"] = ARCFACE_TEMPLATE[1, 0] + identity["eye_dx"] + 7.0 * yaw
-    g["nose_x"] = ARCFACE_TEMPLATE[2, 0] + 14.0 * yaw
-    g["nose_y"] = ARCFACE_TEMPLATE[2, 1] + identity["nose_dy"] + 10.0 * pitch
+    g["eye_y"] = (_TEMPLATE[0, 1] + _TEMPLATE[1, 1]) / 2 + identity["eye_dy"] + 6.0 * pitch
+    g["eye_left_x"] = _TEMPLATE[0, 0] - identity["eye_dx"] + 7.0 * yaw
+    g["eye_right_x"] = _TEMPLATE[1, 0] + identity["eye_dx"] + 7.0 * yaw
+    g["nose_x"] = _TEMPLATE[2, 0] + 14.0 * yaw
+    g["nose_y"] = _TEMPLATE[2, 1] + identity["nose_dy"] + 10.0 * pitch
     g["mouth_x"] = 56.0 + 9.0 * yaw
-    g["mouth_y"] = (ARCFACE_TEMPLATE[3, 1] + ARCFACE_TEMPLATE[4, 1]) / 2 + identity["mouth_dy"] + 8.0 * pitch
+    g["mouth_y"] = (_TEMPLATE[3, 1] + _TEMPLATE[4, 1]) / 2 + identity["mouth_dy"] + 8.0 * pitch
     return {name: np.asarray(value, dtype=np.float32) for name, value in g.items()}
 
 
@@ -472,7 +467,7 @@ def _render_hair_back(canvas, identity, batch, geometry):
     bottom = np.where(bald, 60.0, 52.0 + identity["hair_length"] * 66.0).astype(np.float32)
     cx = geometry["face_cx"] - 2.0 * batch["yaw"]
     cy = geometry["face_cy"]
-    window = canvas.window(cx - rx, cx + rx, cy - ry / 1.25, np.minimum(np.maximum(bottom, cy), cy + ry))
+    window = canvas.window(cx - rx, cx + rx, cy - ry, np.minimum(np.maximum(bottom, cy), cy + ry))
     if window is None:
         return
     du, dv = canvas.offsets(window, cx, cy)
@@ -487,7 +482,7 @@ def _render_hair_back(canvas, identity, batch, geometry):
 def _render_body(canvas, identity, batch, geometry):
     # Shoulders (clothing) and the neck, mostly hidden under the chin.
     cx = geometry["face_cx"]
-    window = canvas.window(cx - 80.0, cx + 80.0, np.full_like(cx, 98.0), np.full_like(cx, 125.0))
+    window = canvas.window(cx - 80.0, cx + 80.0, np.full_like(cx, 98.0), np.full_like(cx, 150.0))
     if window is None:
         return
     du, dv = canvas.offsets(window, cx, np.full_like(cx, 154.0))
@@ -584,10 +579,13 @@ def _render_beard(canvas, identity, batch, geometry):
         return
     index = kind > 0
     cx, cy = geometry["face_cx"], geometry["face_cy"]
+    # A full beard climbs the cheeks: its top is 0.012 du^2 above the mouth line.
+    reach = identity["face_rx"] + 4.0
+    top_edge = np.minimum(geometry["mouth_y"] + identity["beard_top"] - 8.0 - 0.012 * reach * reach, geometry["mouth_y"] - 9.0)
     window = canvas.window(
-        (cx - identity["face_rx"] - 4.0)[index],
-        (cx + identity["face_rx"] + 4.0)[index],
-        geometry["nose_y"][index],
+        (cx - reach)[index],
+        (cx + reach)[index],
+        top_edge[index],
         (cy + identity["face_ry_bottom"] + 2.0)[index],
         np.nonzero(index)[0],
     )
@@ -741,8 +739,8 @@ def _render_hair_cap(canvas, identity, batch, geometry):
     rx = identity["face_rx"] + volume
     ry = identity["face_ry_top"] + volume
     hairline = identity["hairline"] + batch["hairline_jitter"]
-    low = np.minimum(hairline + np.abs(identity["hairline_curve"]) + np.abs(identity["hairline_tilt"]) * 2.0 * rx + 1.0, cy + 10.0)
-    window = canvas.window(cx - rx, cx + rx, cy - ry, low)
+    # The hairline may come down the temples, never below the face centre.
+    window = canvas.window(cx - rx, cx + rx, cy - ry, cy + 1.0)
     if window is None:
         return
     du, dv = canvas.offsets(window, cx, cy)
@@ -750,6 +748,7 @@ def _render_hair_cap(canvas, identity, batch, geometry):
     offset = (du - _column(identity["hair_part"])) * (1.0 / 30.0)
     # Hairline height (canonical y) along the forehead: curved, tilted, parted.
     line = _column(hairline - cy) + _column(identity["hairline_curve"]) * offset * offset - _column(identity["hairline_tilt"] * 2.0) * du
+    np.minimum(line, 0.0, out=line)
     np.subtract(dv, line, out=line)
     line *= _column(canvas.pixels)
     np.maximum(outer, line, out=outer)
@@ -893,17 +892,30 @@ def _jpeg_quality(quality):
 
 
 def _sampling_matrix(size, low_size, sigma):
-    """(low_size, size) Gaussian-prefiltered resampling (rows sum to 1, edges renormalised)."""
-    centres = (np.arange(low_size, dtype=np.float64) + 0.5) * (size / low_size) - 0.5
-    positions = np.arange(size, dtype=np.float64)
+    """(low_size, size) Gaussian-prefiltered resampling (rows sum to 1, edges renormalised).
+
+    Only the taps within 4 sigma of each sample are evaluated (the rest are zero).
+    """
     sigma = max(float(sigma), 1e-3)
-    weights = np.exp(-0.5 * ((positions[None, :] - centres[:, None]) / sigma) ** 2)
+    centres = (np.arange(low_size, dtype=np.float64) + 0.5) * (size / low_size) - 0.5
+    radius = int(math.ceil(4.0 * sigma)) + 1
+    first = np.floor(centres).astype(np.int64) - radius
+    taps = first[:, None] + np.arange(2 * radius + 2)[None, :]
+    valid = (taps >= 0) & (taps < size)
+    weights = np.exp(-0.5 * ((taps - centres[:, None]) / sigma) ** 2) * valid
     weights /= weights.sum(axis=1, keepdims=True)
-    return weights.astype(np.float32)
+    matrix = np.zeros((low_size, size), dtype=np.float32)
+    rows = np.broadcast_to(np.arange(low_size)[:, None], taps.shape)
+    matrix[rows[valid], taps[valid]] = weights[valid]
+    return matrix
 
 
+@functools.lru_cache(maxsize=256)
 def _upsampling_matrix(low_size, size):
-    """(size, low_size) bilinear interpolation with half-pixel centres (edge clamped)."""
+    """(size, low_size) bilinear interpolation with half-pixel centres (edge clamped).
+
+    Cached and read-only.
+    """
     positions = (np.arange(size, dtype=np.float64) + 0.5) * (low_size / size) - 0.5
     positions = np.clip(positions, 0.0, low_size - 1)
     left = np.floor(positions).astype(np.int64)
@@ -913,7 +925,37 @@ def _upsampling_matrix(low_size, size):
     rows = np.arange(size)
     np.add.at(matrix, (rows, left), 1.0 - fraction)
     np.add.at(matrix, (rows, right), fraction)
-    return matrix.astype(np.float32)
+    matrix = matrix.astype(np.float32)
+    matrix.flags.writeable = False
+    return matrix
+
+
+_NOISE_BANK_SIZE = 384
+
+
+@functools.lru_cache(maxsize=1)
+def _noise_bank():
+    """A fixed field of unit Gaussian noise; images take seeded crops of it (fast)."""
+    bank = np.random.default_rng(20240229).standard_normal((_NOISE_BANK_SIZE, _NOISE_BANK_SIZE, 3), dtype=np.float32)
+    bank.flags.writeable = False
+    return bank
+
+
+def _noise_patch(seed, shape):
+    """A `(h, w, 3)` crop of the noise bank at an offset drawn from `seed` (flipped by it too)."""
+    height, width, _ = shape
+    bank = _noise_bank()
+    state = np.random.SeedSequence(seed).generate_state(3)
+    top = int(state[0] % (_NOISE_BANK_SIZE - height + 1))
+    left = int(state[1] % (_NOISE_BANK_SIZE - width + 1))
+    patch = bank[top : top + height, left : left + width]
+    if state[2] & 1:
+        patch = patch[::-1]
+    if state[2] & 2:
+        patch = patch[:, ::-1]
+    if state[2] & 4:
+        patch = patch[:, :, ::-1]
+    return patch
 
 
 def _jpeg(image, quality):
@@ -949,7 +991,6 @@ def _degrade(images, quality, noise_seeds, jpeg):
         return output
     scale = height / CANVAS_SIZE
     low_heights = _low_resolution(quality, height)
-    upsampling = {}
     for member in degraded.tolist():
         q = float(quality[member])
         low_h = int(low_heights[member])
@@ -964,21 +1005,16 @@ def _degrade(images, quality, noise_seeds, jpeg):
         planes = planes.reshape(3, height, low_w).transpose(1, 0, 2).reshape(height, 3 * low_w)
         low = (rows @ planes).reshape(low_h, 3, low_w).transpose(0, 2, 1)  # (h, w, 3)
         noise = float(_noise_std(np.float32(q)))
-        if noise > 0.05:
-            uniform = np.random.default_rng(noise_seeds[member]).random(low.shape, dtype=np.float32)
-            uniform -= 0.5
-            uniform *= noise * math.sqrt(12.0)
-            low = low + uniform
+        if noise > 0.25:
+            low = low + noise * _noise_patch(noise_seeds[member], low.shape)
         low = np.clip(np.rint(low), 0.0, 255.0).astype(np.uint8)
         if jpeg and q >= 0.2:
             low = _jpeg(low, int(_jpeg_quality(np.float32(q))))
         if low_h == height and low_w == width:
             output[member] = low
             continue
-        key = (low_h, low_w)
-        if key not in upsampling:
-            upsampling[key] = (_upsampling_matrix(low_h, height), _upsampling_matrix(low_w, width))
-        up_rows, up_cols = upsampling[key]
+        up_rows = _upsampling_matrix(low_h, height)
+        up_cols = _upsampling_matrix(low_w, width)
         restored = up_rows @ low.astype(np.float32).reshape(low_h, low_w * 3)  # (H, w*3)
         restored = restored.reshape(height, low_w, 3).transpose(0, 2, 1).reshape(height * 3, low_w) @ up_cols.T
         restored = restored.reshape(height, 3, width).transpose(0, 2, 1)
@@ -1039,6 +1075,15 @@ def render_faces(identity_parameters, image_parameters, quality, image_size=112,
     return images, landmarks
 
 
+def _blas_single_thread():
+    """A context manager limiting BLAS to one thread (`threadpoolctl`), or None if unavailable."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return None
+    return lambda: threadpool_limits(limits=1, user_api="blas")
+
+
 def _render_in_batches(identity_parameters, labels, image_parameters, quality, size, noise_seeds, jpeg, batch_size, num_workers, verbose):
     """Render every image in batches, on `num_workers` threads (NumPy releases the GIL)."""
     from concurrent.futures import ThreadPoolExecutor
@@ -1050,8 +1095,11 @@ def _render_in_batches(identity_parameters, labels, image_parameters, quality, s
     images = np.empty((total, height, width, 3), dtype=np.uint8)
     landmarks = np.empty((total, 5, 2), dtype=np.float32)
     batch_size = max(int(batch_size), 1)
+    limit_blas = _blas_single_thread()
     if num_workers is None:
-        num_workers = min(os.cpu_count() or 1, 8)
+        # Threads only where BLAS can be kept single-threaded: its own worker threads,
+        # spinning next to ours on small products, would be slower than one thread.
+        num_workers = min(os.cpu_count() or 1, 8) if limit_blas is not None else 1
     num_workers = max(int(num_workers), 1)
 
     def render(start):
@@ -1064,7 +1112,8 @@ def _render_in_batches(identity_parameters, labels, image_parameters, quality, s
         return stop - start
 
     starts = range(0, total, batch_size)
-    with tqdm(total=total, desc="rendering faces", unit="img", disable=not verbose) as progress:
+    blas_context = limit_blas() if limit_blas is not None else contextlib.nullcontext()
+    with blas_context, tqdm(total=total, desc="rendering faces", unit="img", disable=not verbose) as progress:
         if num_workers == 1 or len(starts) == 1:
             for start in starts:
                 progress.update(render(start))
@@ -1190,66 +1239,56 @@ class SyntheticFaces:
             jpeg=self.jpeg,
         )
 
-    def to_folder(self, root, image_format="png", verbose=True):
-        """Write one sub-folder per identity (`root/00000/00000.png`, ...).
+    def to_folder(self, root, image_format="png", progress=True):
+        """Write one sub-folder per identity (`root/00000/...`) with `write_image_folder`.
 
         Args:
             root: str. Output folder (created).
-            image_format: str. `"png"` (lossless) or `"jpg"`. Defaults to `"png"`.
-            verbose: bool. Show a progress bar. Defaults to `True`.
+            image_format: str. `"png"` (lossless) or `"jpeg"`. Defaults to `"png"`.
+            progress: bool. Show a progress bar. Defaults to `True`.
 
         Returns:
-            str. `root`.
+            list of the written file paths, in image order.
 
         Example:
             ```python
             keras_face.data.synthetic_faces(10, 5).to_folder("synthetic_folder")
             ```
         """
-        from PIL import Image
-        from tqdm.auto import tqdm
+        from keras_face.data import write_image_folder
 
-        if image_format not in ("png", "jpg"):
-            raise ValueError(f"`image_format` must be 'png' or 'jpg'. Received: image_format={image_format!r}")
-        root = os.fspath(root)
-        counts = {}
-        for index in tqdm(range(len(self)), desc="writing folder", unit="img", disable=not verbose):
-            label = int(self.labels[index])
-            position = counts.get(label, 0)
-            counts[label] = position + 1
-            folder = os.path.join(root, f"{label:05d}")
-            os.makedirs(folder, exist_ok=True)
-            path = os.path.join(folder, f"{position:05d}.{image_format}")
-            options = {"quality": 95} if image_format == "jpg" else {}
-            Image.fromarray(self.images[index]).save(path, **options)
-        return root
+        return write_image_folder(root, self.images, self.labels, image_format=image_format, progress=progress)
 
     def to_recordio(self, path, **kwargs):
-        """Write an insightface `.rec`/`.idx` pair with `keras_face.data.write_recordio`.
+        """Write an insightface RecordIO pack (`.rec`, `.idx`, `property`) with `write_recordio`.
 
         Args:
-            path: str. The `.rec` path (the `.idx` is written beside it).
-            **kwargs: passed to `keras_face.data.write_recordio`.
+            path: str. The `.rec` path (the `.idx` and `property` go beside it).
+            **kwargs: passed to `keras_face.data.write_recordio` (`image_format`,
+                `quality`, `progress`, ...).
 
         Returns:
-            What `write_recordio` returns.
+            The dict returned by `write_recordio`.
 
         Example:
             ```python
-            keras_face.data.synthetic_faces(10, 5).to_recordio("train.rec")
+            keras_face.data.synthetic_faces(10, 5).to_recordio("synthetic/train.rec")
             ```
         """
         from keras_face.data import write_recordio
 
-        return write_recordio(path, self.images, self.labels, **kwargs)
+        kwargs.setdefault("num_classes", self.num_identities)
+        os.makedirs(os.path.dirname(os.path.abspath(os.fspath(path))), exist_ok=True)
+        return write_recordio(path, zip(self.images, self.labels.tolist()), total=len(self), **kwargs)
 
-    def to_bin(self, path, num_pairs, seed=0):
+    def to_bin(self, path, num_pairs, seed=0, **kwargs):
         """Write a verification `.bin` of pairs drawn from these images (`synthetic_pairs`).
 
         Args:
             path: str. The `.bin` path.
             num_pairs: int. Number of pairs (half genuine).
             seed: int. Seed of the pair sampling. Defaults to `0`.
+            **kwargs: passed to `keras_face.data.write_bin` (`image_format`, `quality`, ...).
 
         Returns:
             str. `path`.
@@ -1262,8 +1301,8 @@ class SyntheticFaces:
         from keras_face.data import write_bin
 
         images, issame = synthetic_pairs(self, num_pairs, seed=seed)
-        write_bin(path, images, issame)
-        return path
+        os.makedirs(os.path.dirname(os.path.abspath(os.fspath(path))), exist_ok=True)
+        return write_bin(path, images, issame, **kwargs)
 
 
 def synthetic_faces(
@@ -1299,7 +1338,8 @@ def synthetic_faces(
         batch_size: int. Images rendered at once (32 keeps the working set in cache).
             Defaults to `32`.
         num_workers: int. Rendering threads (the result does not depend on it).
-            Defaults to `None` (the number of CPUs, at most 8).
+            Defaults to `None`: the number of CPUs (at most 8) when `threadpoolctl`
+            is installed to keep BLAS single-threaded meanwhile, else 1.
         verbose: bool. Show a progress bar. Defaults to `False`.
 
     Returns:

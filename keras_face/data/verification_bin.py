@@ -1,0 +1,290 @@
+"""Verification pair files (`lfw.bin`, `cfp_fp.bin`, `agedb_30.bin`, ...): safe loading and writing.
+
+A `.bin` file is a pickle of `(images, issame)`: `images` a list of 2N encoded images (JPEG
+or PNG bytes), `issame` a list of N bools; pair i is `(images[2i], images[2i + 1])`.
+insightface published them from Python 2 (`str` images: loaded with `encoding="bytes"`);
+later files come from Python 3 with pickle protocols 2 to 5.
+
+Unpickling can run arbitrary code, so these files are read with an unpickler that resolves
+only the few globals such files need (`_codecs.encode`, `bytes` and `bytearray`, which Python
+3 uses to encode bytes under protocols 0-2, each wrapped to accept only latin-1 text or
+bytes). Any other global, e.g. `os.system`, raises `pickle.UnpicklingError` naming it before
+anything is called.
+"""
+
+import io
+import os
+import pickle
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from keras_face.data.data_stats import DataStats
+from keras_face.data.data_stats import logger
+from keras_face.data.image_codec import check_image_format
+from keras_face.data.image_codec import check_quality
+from keras_face.data.image_codec import to_encoded
+from keras_face.data.pipeline import IndexedSource
+from keras_face.data.pipeline import build_image_dataset
+
+
+def _check_latin1(encoding):
+    # Compared as text: never look the name up, which could import codec modules.
+    if str(encoding).lower().replace("_", "-") not in _LATIN1_NAMES:
+        raise pickle.UnpicklingError(
+            "A pickled bytes object uses a text encoding other than latin-1, which verification "
+            f".bin files never do. Received: encoding={encoding!r}"
+        )
+
+
+_LATIN1_NAMES = {"latin1", "latin-1", "iso-8859-1", "iso8859-1", "l1"}
+
+
+def _safe_codecs_encode(text, encoding="utf-8", errors="strict"):
+    # Python 3 pickles bytes under protocols 0-2 as _codecs.encode(str, "latin1").
+    if not isinstance(text, str):
+        raise pickle.UnpicklingError(
+            f"_codecs.encode is only allowed on text. Received: type={type(text).__name__}"
+        )
+    _check_latin1(encoding)
+    return text.encode("latin-1")
+
+
+def _safe_bytes_like(kind):
+    def construct(*args):
+        if not args:
+            return kind()
+        if len(args) == 1 and isinstance(args[0], (bytes, bytearray)):
+            return kind(args[0])
+        if len(args) == 2 and isinstance(args[0], str):
+            _check_latin1(args[1])
+            return kind(args[0].encode("latin-1"))
+        raise pickle.UnpicklingError(
+            f"{kind.__name__}() is only allowed on bytes or latin-1 text. Received: "
+            f"argument types={[type(arg).__name__ for arg in args]}"
+        )
+
+    construct.__name__ = kind.__name__
+    return construct
+
+
+_ALLOWED_GLOBALS = {
+    ("_codecs", "encode"): _safe_codecs_encode,
+    ("codecs", "encode"): _safe_codecs_encode,
+    ("builtins", "bytes"): _safe_bytes_like(bytes),
+    ("__builtin__", "bytes"): _safe_bytes_like(bytes),
+    ("builtins", "bytearray"): _safe_bytes_like(bytearray),
+    ("__builtin__", "bytearray"): _safe_bytes_like(bytearray),
+}
+
+
+class _VerificationUnpickler(pickle.Unpickler):
+    """Unpickler resolving only the globals that verification `.bin` files use."""
+
+    def find_class(self, module, name):
+        allowed = _ALLOWED_GLOBALS.get((module, name))
+        if allowed is None:
+            raise pickle.UnpicklingError(
+                f"Refusing to load the global {module}.{name} from a verification .bin file: "
+                "such files hold only lists of image bytes and bools, so this pickle is not one "
+                "(and could run code). Received: global="
+                f"{module}.{name}"
+            )
+        return allowed
+
+    def persistent_load(self, pid):
+        raise pickle.UnpicklingError(
+            f"Verification .bin files hold no persistent ids. Received: pid={pid!r}"
+        )
+
+
+def load_bin_pickle(data):
+    """Safely unpickles the `(images, issame)` content of a verification `.bin` file.
+
+    Args:
+        data: bytes of the file.
+
+    Returns:
+        `(images, issame)`: list of bytes and list of bools, validated.
+
+    Example:
+        ```python
+        images, issame = keras_face.data.load_bin_pickle(open("lfw.bin", "rb").read())
+        ```
+    """
+    # encoding="bytes" turns Python 2 `str` objects (the images) into bytes.
+    loaded = _VerificationUnpickler(io.BytesIO(data), encoding="bytes").load()
+    if not isinstance(loaded, (tuple, list)) or len(loaded) != 2:
+        raise ValueError(
+            "A verification .bin file must hold a pair (images, issame). Received: "
+            f"type={type(loaded).__name__}"
+            + (f", length={len(loaded)}" if isinstance(loaded, (tuple, list)) else "")
+        )
+    images, issame = loaded
+    if not isinstance(images, (list, tuple)) or not isinstance(issame, (list, tuple)):
+        raise ValueError(
+            "A verification .bin file must hold two lists. Received: "
+            f"types=({type(images).__name__}, {type(issame).__name__})"
+        )
+    encoded = []
+    for index, image in enumerate(images):
+        if isinstance(image, (bytes, bytearray)):
+            encoded.append(bytes(image))
+        elif isinstance(image, str):
+            encoded.append(image.encode("latin-1"))
+        else:
+            raise ValueError(
+                f"Image {index} of the .bin file is not encoded bytes. Received: "
+                f"type={type(image).__name__}"
+            )
+    flags = []
+    for index, value in enumerate(issame):
+        if isinstance(value, bool) or (isinstance(value, int) and value in (0, 1)):
+            flags.append(bool(value))
+        else:
+            raise ValueError(
+                f"issame[{index}] of the .bin file is not a bool. Received: issame[{index}]={value!r}"
+            )
+    if len(encoded) != 2 * len(flags):
+        raise ValueError(
+            "A verification .bin file needs two images per pair. Received: "
+            f"{len(encoded)} images and {len(flags)} pairs"
+        )
+    return encoded, flags
+
+
+class _BinSource(IndexedSource):
+    def __init__(self, path, images):
+        super().__init__(shuffle=False, seed=None, num_shards=1, shard_index=0)
+        self.description = path
+        self.images = images
+        self.num_items = len(images)
+        self.labels = np.arange(len(images), dtype=np.int32)  # the label carries the index
+
+    def read_payloads(self, items):
+        return [self.images[item] for item in items]
+
+    def item_key(self, item):
+        return int(item)
+
+    def describe_key(self, key):
+        return f"image {key} (pair {key // 2})"
+
+
+def read_bin(path, image_size=None, strict=False, stats=None, progress=True):
+    """Loads a verification `.bin` file into arrays.
+
+    Images are decoded with TensorFlow in parallel. A pair with an undecodable image is
+    dropped (both images and its `issame` entry, so the pairing stays exact), counted in
+    `stats` and reported with a warning; with `strict=True` it raises naming the image.
+
+    Args:
+        path: str or path-like. The `.bin` file.
+        image_size: int, `(height, width)` or `None`. Resize images of another size
+            (bilinear); `None` requires all images to have one size. Defaults to `None`.
+        strict: bool. Raise on an undecodable image instead of dropping its pair.
+            Defaults to `False`.
+        stats: `keras_face.data.DataStats` or `None`. Receives the counts.
+            Defaults to `None`.
+        progress: bool. Show a progress bar while decoding. Defaults to `True`.
+
+    Returns:
+        `(images, issame)`: uint8 array (2N, H, W, 3) and bool array (N,).
+
+    Example:
+        ```python
+        images, issame = keras_face.data.read_bin("faces_emore/lfw.bin")
+        ```
+    """
+    path = os.fspath(path)
+    with open(path, "rb") as file:
+        data = file.read()
+    encoded, flags = load_bin_pickle(data)
+    stats = DataStats(name=path) if stats is None else stats
+    dataset = build_image_dataset(
+        _BinSource(path, encoded),
+        image_size=image_size,
+        strict=strict,
+        stats=stats,
+        prefetch=True,
+    )
+    decoded = [None] * len(encoded)
+    shapes = set()
+    with tqdm(total=len(encoded), desc=f"Decoding {os.path.basename(path)}", disable=not progress) as bar:
+        for image, index in dataset.as_numpy_iterator():
+            decoded[int(index)] = image
+            shapes.add(image.shape)
+            bar.update(1)
+    if len(shapes) > 1:
+        raise ValueError(
+            f"{path} holds images of several sizes {sorted(shapes)}; pass image_size to resize "
+            f"them. Received: image_size={image_size!r}"
+        )
+    keep = [
+        pair
+        for pair in range(len(flags))
+        if decoded[2 * pair] is not None and decoded[2 * pair + 1] is not None
+    ]
+    if len(keep) < len(flags):
+        logger.warning(
+            "%s: dropped %d of %d pairs with undecodable images.", path, len(flags) - len(keep), len(flags)
+        )
+    if not keep:
+        shape = (0,) + (tuple(_size_or_zero(image_size)) + (3,))
+        return np.zeros(shape, np.uint8), np.zeros((0,), bool)
+    images = np.stack([decoded[2 * pair + side] for pair in keep for side in (0, 1)])
+    issame = np.asarray([flags[pair] for pair in keep], dtype=bool)
+    return images, issame
+
+
+def _size_or_zero(image_size):
+    if image_size is None:
+        return (0, 0)
+    if isinstance(image_size, (int, np.integer)):
+        return (int(image_size), int(image_size))
+    return tuple(int(value) for value in image_size)
+
+
+def write_bin(path, images, issame, image_format="jpeg", quality=95, protocol=4, progress=True):
+    """Writes a verification `.bin` file (pickled `(list of encoded images, list of bools)`).
+
+    Args:
+        path: str or path-like. Output file.
+        images: uint8 array (2N, H, W, 3) or a sequence of (H, W, 3) arrays and/or encoded
+            image bytes (stored unchanged). Pair i is `(images[2i], images[2i + 1])`.
+        issame: bool array-like (N,). Whether pair i shows one identity.
+        image_format: str. `"jpeg"` or `"png"`, for arrays. Defaults to `"jpeg"`.
+        quality: int. JPEG quality. Defaults to `95`.
+        protocol: int. Pickle protocol, 2 to 5. Defaults to `4`.
+        progress: bool. Show a progress bar while encoding. Defaults to `True`.
+
+    Returns:
+        str: `path`.
+
+    Example:
+        ```python
+        keras_face.data.write_bin("pairs.bin", images, issame)
+        images, issame = keras_face.data.read_bin("pairs.bin")
+        ```
+    """
+    path = os.fspath(path)
+    image_format = check_image_format(image_format)
+    quality = check_quality(quality)
+    if protocol not in (2, 3, 4, 5):
+        raise ValueError(f"`protocol` must be 2, 3, 4 or 5. Received: protocol={protocol!r}")
+    issame = np.asarray(issame)
+    if issame.ndim != 1 or (issame.size and not np.all((issame == 0) | (issame == 1))):
+        raise ValueError(f"`issame` must be a 1-D array of bools. Received: issame={issame!r}")
+    if len(images) != 2 * len(issame):
+        raise ValueError(
+            "`images` must hold two images per pair. Received: "
+            f"len(images)={len(images)}, len(issame)={len(issame)}"
+        )
+    encoded = [
+        to_encoded(image, image_format=image_format, quality=quality)
+        for image in tqdm(images, desc="Encoding pairs", disable=not progress)
+    ]
+    with open(path, "wb") as file:
+        pickle.dump((encoded, [bool(value) for value in issame]), file, protocol=protocol)
+    return path
+

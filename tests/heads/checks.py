@@ -1,0 +1,89 @@
+"""Checks shared by the head tests: outputs and gradients against the NumPy reference.
+
+A reference is a function `(cosines (N, C) float64, labels (N,)) -> logits (N, C)` from
+`tests/heads/numpy_reference.py`. The edge-case batch comes from `edge_cases.py`; every
+check uses its shapes, so that JAX's eager mode compiles each operation once per test
+session.
+"""
+
+import keras
+import numpy as np
+
+from tests.heads import numpy_reference as ref
+from tests.heads.gradients import layer_gradients
+
+# Rows whose gradient is compared with central differences: away from |c| = 1 and from
+# fallback thresholds, where the logits are smooth functions of the inputs. All other
+# rows (|c| = 1, cosines rounding past +-1, zero / tiny / huge norms) are checked for
+# finite gradients.
+SMOOTH_ROWS = ("at 10.0 deg", "at 60.0 deg", "at 120.0 deg", "at 160.0 deg", "random")
+
+
+def smooth_rows(cases, exclude=()):
+    return [
+        i
+        for i, d in enumerate(cases.descriptions)
+        if any(k in d for k in SMOOTH_ROWS) and not any(k in d for k in exclude)
+    ]
+
+
+def outputs(layer, embeddings, labels, training):
+    """The layer's logits as float64 NumPy, after checking they are float32 and finite."""
+    out = layer([embeddings, labels], training=training)
+    assert keras.backend.standardize_dtype(out.dtype) == "float32"
+    out = np.asarray(keras.ops.convert_to_numpy(out), np.float64)
+    assert np.all(np.isfinite(out)), "non-finite logits"
+    return out
+
+
+def check_outputs(layer, cases, reference, scale, cosines=None, training=True):
+    """Training (or inference) logits on the edge cases equal the reference."""
+    if cosines is None:
+        cosines = ref.cosine_matrix(cases.embeddings, cases.kernel)
+    ref.assert_matches_reference(
+        outputs(layer, cases.embeddings, cases.labels, training),
+        lambda c: reference(c, cases.labels),
+        cosines,
+        scale,
+    )
+
+
+def check_gradients(
+    layer, cases, reference, cosine_function=ref.cosine_matrix, exclude_rows=(), seed=0
+):
+    """Finite gradients on every edge case; equal to central differences where smooth.
+
+    Args:
+        layer: the head, built, with `cases.kernel` (or its sub-centre kernel) set.
+        cases: the edge cases (the kernel used is `layer.kernel`).
+        reference: `(cosines, labels) -> logits` whose true gradient the layer's should
+            equal (for a straight-through mode: `numpy_reference.plain`).
+        cosine_function: `(embeddings, kernel) -> cosines` of the reference.
+        exclude_rows: substrings of row descriptions left out of the comparison.
+
+    Returns:
+        The gradients `(embeddings, {variable path: gradient})` of the full loss.
+    """
+    kernel = np.asarray(keras.ops.convert_to_numpy(layer.kernel), np.float64)
+    num_classes = layer.num_classes
+    weights = np.random.default_rng(seed).normal(size=(len(cases.labels), num_classes))
+    grads = layer_gradients(layer, cases.embeddings, cases.labels, weights)
+    assert np.all(np.isfinite(grads[0])), "non-finite embedding gradient"
+    for path, value in grads[1].items():
+        assert np.all(np.isfinite(value)), f"non-finite gradient of {path}"
+
+    rows = smooth_rows(cases, exclude_rows)
+    masked = np.zeros_like(weights)
+    masked[rows] = weights[rows]
+    grad_x, grad_vars = layer_gradients(layer, cases.embeddings, cases.labels, masked)
+    labels = cases.labels[rows]
+    expected_x, expected_kernel = ref.numerical_gradients(
+        lambda x, w: reference(cosine_function(x, w), labels),
+        cases.embeddings,
+        kernel,
+        weights,
+        rows=rows,
+    )
+    ref.assert_gradients_close(grad_x[rows], expected_x)
+    ref.assert_gradients_close(grad_vars[layer.kernel.path], expected_kernel, axis=0)
+    return grads
