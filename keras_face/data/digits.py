@@ -12,6 +12,7 @@ downloaded):
 The packages are optional dependencies of `keras_face`, imported only here.
 """
 
+import functools
 import gzip
 import importlib.util
 import os
@@ -34,12 +35,20 @@ def _mnist_path():
     return path
 
 
+@functools.lru_cache(maxsize=1)
 def _load_mnist():
     with gzip.open(_mnist_path(), "rt") as file:
-        table = np.loadtxt(file, delimiter=",", dtype=np.float32)
-    images = table[:, :-1].reshape(-1, 28, 28)
+        text = file.read()
+    # 5,000 rows of 784 pixels and a label; parsed in C (much faster than loadtxt).
+    values = np.fromstring(text.replace("\n", ","), dtype=np.float32, sep=",")
+    if values.size % 785:
+        raise ValueError(f"Unexpected MNIST subset layout. Received: {values.size} values")
+    table = values.reshape(-1, 785)
+    images = np.clip(np.rint(table[:, :-1]), 0, 255).astype(np.uint8).reshape(-1, 28, 28)
     labels = table[:, -1].astype(np.int32)
-    return np.clip(np.rint(images), 0, 255).astype(np.uint8), labels
+    images.flags.writeable = False
+    labels.flags.writeable = False
+    return images, labels
 
 
 def _load_sklearn_digits():

@@ -231,9 +231,13 @@ def _python_call(function):
     return wrapper
 
 
-def _decode(sequence, payload, label, image_size, flip, flip_seed, per_element):
+def _decode(sequence, payload, label):
     image = tf.io.decode_image(payload, channels=3, expand_animations=False)
     image.set_shape([None, None, 3])
+    return sequence, image, label
+
+
+def _transform(sequence, image, label, image_size, flip, flip_seed, per_element):
     if image_size is not None:
         image = _resize_if_needed(image, image_size)
     if flip:
@@ -336,17 +340,10 @@ def build_image_dataset(
             return None
         return lambda images: functools.reduce(lambda x, f: f(x), functions, images)
 
-    decode = functools.partial(
-        _decode,
-        image_size=image_size,
-        flip=flip,
-        flip_seed=flip_seed,
-        per_element=compose(per_element_steps),
-    )
-
     def decode_chunk(sequences, payloads, labels):
         # ignore_errors sees only this chunk's decoding, never errors of the source itself.
-        return tf.data.Dataset.from_tensor_slices((sequences, payloads, labels)).map(decode).ignore_errors()
+        # The per-chunk function is kept minimal: it is instantiated once per chunk.
+        return tf.data.Dataset.from_tensor_slices((sequences, payloads, labels)).map(_decode).ignore_errors()
 
     if num_parallel_calls is None:
         cycle_length, parallel = 1, None
@@ -363,6 +360,14 @@ def build_image_dataset(
         num_parallel_calls=parallel,
         deterministic=True,
     )
+    per_element = compose(per_element_steps)
+    if image_size is not None or flip or per_element is not None:
+        transform = functools.partial(
+            _transform, image_size=image_size, flip=flip, flip_seed=flip_seed, per_element=per_element
+        )
+        decoded = decoded.map(
+            transform, num_parallel_calls=parallel or tf.data.AUTOTUNE, deterministic=True
+        )
 
     deliver = _python_call(tracker.deliver)
 
@@ -371,21 +376,31 @@ def build_image_dataset(
         with tf.control_dependencies([token]):
             return tf.identity(images), tf.identity(labels)
 
-    checked = decoded.batch(_CHECK_BATCH_SIZE).map(check).unbatch()
+    # Batches are formed once, inside the pass (they never span two passes), and checked
+    # before an incomplete last batch may be dropped, so every decoded image is accounted for.
+    checked = decoded.batch(batch_size or _CHECK_BATCH_SIZE).map(check)
+    if batch_size is None:
+        checked = checked.unbatch()
+    elif drop_remainder:
+        checked = checked.filter(lambda images, labels: tf.shape(labels)[0] == batch_size)
+        checked = checked.map(
+            lambda images, labels: (
+                tf.ensure_shape(images, [batch_size] + images.shape.as_list()[1:]),
+                tf.ensure_shape(labels, [batch_size]),
+            )
+        )
     element_spec = checked.element_spec
     start = _side_effect(_python_call(tracker.start_pass), element_spec)
     end = _side_effect(_python_call(tracker.end_pass), element_spec)
     dataset = start.concatenate(checked).concatenate(end)
     if repeat:
         dataset = dataset.repeat()
-    if batch_size is not None:
-        dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
-        batch_function = compose(per_batch_steps)
-        if batch_function is not None:
-            dataset = dataset.map(
-                lambda images, labels: (batch_function(images), labels),
-                num_parallel_calls=tf.data.AUTOTUNE,
-            )
+    batch_function = compose(per_batch_steps)
+    if batch_function is not None:
+        dataset = dataset.map(
+            lambda images, labels: (batch_function(images), labels),
+            num_parallel_calls=tf.data.AUTOTUNE,
+        )
     if prefetch:
         dataset = dataset.prefetch(tf.data.AUTOTUNE)
     options = tf.data.Options()

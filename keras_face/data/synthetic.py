@@ -1277,7 +1277,6 @@ class SyntheticFaces:
         """
         from keras_face.data import write_recordio
 
-        kwargs.setdefault("num_classes", self.num_identities)
         os.makedirs(os.path.dirname(os.path.abspath(os.fspath(path))), exist_ok=True)
         return write_recordio(path, zip(self.images, self.labels.tolist()), total=len(self), **kwargs)
 

@@ -180,29 +180,30 @@ def image_to_template_features(features, templates, medias):
             f"Received: features.shape={features.shape}, templates.shape={templates.shape}, "
             f"medias.shape={medias.shape}"
         )
-    # Group rows by (template, media) in sorted order, keeping the original row order
-    # inside a media so that the running sums add the same numbers in the same order.
+    # Rows grouped by (template, media) in sorted order, the original order kept inside a
+    # media. NumPy's reductions along axis 0 do not add rows strictly left to right, so
+    # multi-row groups are reduced with the same calls insightface makes (np.mean,
+    # np.sum); single-row groups (most of them) are copied.
     order = np.lexsort((np.arange(templates.size), medias, templates))
     sorted_templates = templates[order]
     sorted_medias = medias[order]
-    sorted_features = features[order]
     new_media = np.ones(order.size, dtype=bool)
     new_media[1:] = (sorted_templates[1:] != sorted_templates[:-1]) | (sorted_medias[1:] != sorted_medias[:-1])
     media_starts = np.nonzero(new_media)[0]
-    media_counts = np.diff(np.append(media_starts, order.size))
-    media_sums = np.add.reduceat(sorted_features, media_starts, axis=0)
-    media_features = np.where(
-        (media_counts == 1)[:, None],
-        sorted_features[media_starts],
-        np.true_divide(media_sums, media_counts[:, None].astype(media_sums.dtype)),
-    ).astype(features.dtype, copy=False)
+    media_stops = np.append(media_starts[1:], order.size)
+    media_features = features[order[media_starts]]
+    for group in np.nonzero(media_stops - media_starts > 1)[0]:
+        rows = order[media_starts[group] : media_stops[group]]
+        media_features[group] = np.mean(features[rows], axis=0)
     media_templates = sorted_templates[media_starts]
     new_template = np.ones(media_templates.size, dtype=bool)
     new_template[1:] = media_templates[1:] != media_templates[:-1]
     template_starts = np.nonzero(new_template)[0]
-    template_sums = np.add.reduceat(media_features, template_starts, axis=0)
-    unique_templates = media_templates[template_starts]
-    return l2_normalize(template_sums.astype(np.float64)), unique_templates
+    template_stops = np.append(template_starts[1:], media_templates.size)
+    template_features = media_features[template_starts].astype(np.float64)
+    for group in np.nonzero(template_stops - template_starts > 1)[0]:
+        template_features[group] = np.sum(media_features[template_starts[group] : template_stops[group]], axis=0)
+    return l2_normalize(template_features), media_templates[template_starts]
 
 
 def template_pair_scores(template_features, unique_templates, templates1, templates2, batch_size=100_000):

@@ -294,6 +294,16 @@ def _summarise_verification(result, num_pairs):
     }
 
 
+def _cpu_seconds():
+    """User + system CPU time of this process (all threads) so far, or None."""
+    try:
+        import resource
+    except ImportError:  # not on Windows
+        return None
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def _format_duration(seconds):
     minutes, seconds = divmod(int(round(seconds)), 60)
     return f"{minutes}m{seconds:02d}s" if minutes else f"{seconds}s"
@@ -454,6 +464,7 @@ def train(config=None, output_dir=None, overrides=(), backbone=None, progress=Tr
         results["history"] = {key: [_finite_or_none(v) for v in values] for key, values in history.items()}
         _write_plots(output_dir, curves, history, config)
     results["wall_seconds"] = time.perf_counter() - started
+    results["cpu_seconds"] = _cpu_seconds()
     if chief:
         with open(os.path.join(output_dir, "results.json"), "w") as file:
             json.dump(results, file, indent=2)

@@ -6,6 +6,8 @@ check uses its shapes, so that JAX's eager mode compiles each operation once per
 session.
 """
 
+import hashlib
+
 import keras
 import numpy as np
 
@@ -16,6 +18,8 @@ from tests.heads.gradients import layer_gradients
 # fallback thresholds, where the logits are smooth functions of the inputs. All other
 # rows (|c| = 1, cosines rounding past +-1, zero / tiny / huge norms) are checked for
 # finite gradients.
+_NUMERICAL_CACHE = {}
+
 SMOOTH_ROWS = ("at 10.0 deg", "at 60.0 deg", "at 120.0 deg", "at 160.0 deg", "random")
 
 
@@ -49,7 +53,13 @@ def check_outputs(layer, cases, reference, scale, cosines=None, training=True):
 
 
 def check_gradients(
-    layer, cases, reference, cosine_function=ref.cosine_matrix, exclude_rows=(), seed=0
+    layer,
+    cases,
+    reference,
+    cosine_function=ref.cosine_matrix,
+    exclude_rows=(),
+    seed=0,
+    cache_key=None,
 ):
     """Finite gradients on every edge case; equal to central differences where smooth.
 
@@ -60,6 +70,9 @@ def check_gradients(
             equal (for a straight-through mode: `numpy_reference.plain`).
         cosine_function: `(embeddings, kernel) -> cosines` of the reference.
         exclude_rows: substrings of row descriptions left out of the comparison.
+        seed: seed of the loss weights.
+        cache_key: hashable naming the reference (e.g. `("arcface", "none")`): tests
+            with the same key and cases reuse the central differences (the slow part).
 
     Returns:
         The gradients `(embeddings, {variable path: gradient})` of the full loss.
@@ -76,14 +89,29 @@ def check_gradients(
     masked = np.zeros_like(weights)
     masked[rows] = weights[rows]
     grad_x, grad_vars = layer_gradients(layer, cases.embeddings, cases.labels, masked)
-    labels = cases.labels[rows]
-    expected_x, expected_kernel = ref.numerical_gradients(
-        lambda x, w: reference(cosine_function(x, w), labels),
-        cases.embeddings,
-        kernel,
-        weights,
-        rows=rows,
-    )
+    key = None
+    if cache_key is not None:
+        content = hashlib.sha1()
+        for array in (cases.embeddings, cases.labels, kernel, weights, np.asarray(rows)):
+            content.update(np.ascontiguousarray(array).tobytes())
+        key = (cache_key, content.hexdigest())
+    if key in _NUMERICAL_CACHE:
+        expected_x, expected_kernel = _NUMERICAL_CACHE[key]
+    else:
+        # Kernel columns: the first two classes' (targets of most rows) and the last.
+        per_class = kernel.shape[1] // num_classes
+        columns = list(range(2 * per_class)) + [kernel.shape[1] - 1]
+        expected_x, expected_kernel = ref.numerical_gradients_per_row(
+            lambda x, w, labels: reference(cosine_function(x, w), labels),
+            cases.embeddings,
+            kernel,
+            cases.labels,
+            weights,
+            rows,
+            kernel_columns=columns,
+        )
+        if key is not None:
+            _NUMERICAL_CACHE[key] = expected_x, expected_kernel
     ref.assert_gradients_close(grad_x[rows], expected_x)
     ref.assert_gradients_close(grad_vars[layer.kernel.path], expected_kernel, axis=0)
     return grads

@@ -213,7 +213,8 @@ def numerical_gradients(function, embeddings, kernel, weights, rows=None, step=1
         weights: `(N, C)` loss weights.
         rows: rows of `embeddings` to differentiate (all when None); the kernel gradient
             then uses only those rows, so pass the same rows to the layer.
-        step: relative step (times the norm of the row / column).
+        step: relative step (times the norm of the row / column; below the 1e-12
+            normalisation floor, times 1e-12).
 
     Returns:
         `(gradient w.r.t. embeddings[rows], gradient w.r.t. kernel)`.
@@ -246,6 +247,58 @@ def numerical_gradients(function, embeddings, kernel, weights, rows=None, step=1
     return embedding_gradient, kernel_gradient
 
 
+def numerical_gradients_per_row(
+    function, embeddings, kernel, labels, weights, rows, kernel_columns=None, step=1e-6
+):
+    """Central-difference gradients of `sum(weights[rows] * function(...))`, row by row.
+
+    Faster than `numerical_gradients` for heads without batch statistics: a row's
+    embedding only enters that row's logits, so each embedding derivative evaluates
+    `function` on one row. Not for stateful heads whose logits couple the rows.
+
+    Args:
+        function: `(embeddings (n, d), kernel, labels (n,)) -> logits (n, C)`, float64.
+        embeddings, kernel, labels, weights: the full batch; only `rows` enter the loss.
+        rows: the rows of the batch in the loss.
+        kernel_columns: the kernel columns to differentiate (all when None); the other
+            columns of the returned kernel gradient are NaN.
+        step: relative step (times the norm of the row or column; below the 1e-12
+            normalisation floor, times 1e-12).
+
+    Returns:
+        `(gradient w.r.t. embeddings[rows], gradient w.r.t. kernel)`.
+    """
+    embeddings = np.asarray(embeddings, np.float64)[rows]
+    labels = np.asarray(labels)[rows]
+    weights = np.asarray(weights, np.float64)[rows]
+    kernel = np.asarray(kernel, np.float64)
+
+    # Row i's embedding only enters row i's logits: differentiate one row at a time.
+    embedding_gradient = np.zeros_like(embeddings)
+    for i in range(embeddings.shape[0]):
+        h = step * max(np.linalg.norm(embeddings[i]), NORM_EPSILON)
+        for k in range(embeddings.shape[1]):
+            plus, minus = embeddings[i : i + 1].copy(), embeddings[i : i + 1].copy()
+            plus[0, k] += h
+            minus[0, k] -= h
+            difference = function(plus, kernel, labels[i : i + 1]) - function(
+                minus, kernel, labels[i : i + 1]
+            )
+            embedding_gradient[i, k] = float(np.sum(weights[i] * difference)) / (2 * h)
+
+    columns = range(kernel.shape[1]) if kernel_columns is None else kernel_columns
+    kernel_gradient = np.full_like(kernel, np.nan)
+    for j in columns:
+        h = step * max(np.linalg.norm(kernel[:, j]), 1e-30)
+        for k in range(kernel.shape[0]):
+            plus, minus = kernel.copy(), kernel.copy()
+            plus[k, j] += h
+            minus[k, j] -= h
+            difference = function(embeddings, plus, labels) - function(embeddings, minus, labels)
+            kernel_gradient[k, j] = float(np.sum(weights * difference)) / (2 * h)
+    return embedding_gradient, kernel_gradient
+
+
 def assert_gradients_close(actual, expected, rtol=1e-4, axis=1):
     """`|actual - expected| <= rtol * max |expected|` per row (axis=1) or column (axis=0).
 
@@ -255,6 +308,9 @@ def assert_gradients_close(actual, expected, rtol=1e-4, axis=1):
     """
     actual = np.asarray(actual, np.float64)
     expected = np.asarray(expected, np.float64)
+    if axis == 0:  # kernel: only the differentiated (non-NaN) columns
+        columns = ~np.all(np.isnan(expected), axis=0)
+        actual, expected = actual[:, columns], expected[:, columns]
     scale = np.max(np.abs(expected), axis=axis, keepdims=True)
     error = np.abs(actual - expected)
     bad = error > rtol * scale + 1e-12

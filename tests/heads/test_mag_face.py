@@ -32,7 +32,7 @@ def _edge_batch():
     edge = edge_cases(exclude_near_degrees=(90.0,))
     keep = np.abs(cosine_matrix(edge.embeddings, edge.kernel)[
         np.arange(len(edge.labels)), edge.labels]) > 1e-6
-    keep |= np.linalg.norm(edge.embeddings, axis=1) == 0  # zero rows: c = 0 exactly
+    keep |= ref.embedding_norms(edge.embeddings) == 0  # zero rows: c = 0 exactly
     labels = edge.labels[keep]
     return ref.with_norms(edge.embeddings[keep], NORMS, edge.kernel, labels), labels, \
         edge.kernel
