@@ -1,15 +1,22 @@
 """Throughput of the RecordIO input pipeline against decoding the same JPEG bytes from memory.
 
 Writes N synthetic 112x112 JPEG (quality 95) face-sized images into a temporary `.rec`, then
-times, alternately and several times each:
+times, alternately and several times each, full passes of
 
-- rec:    keras_face.data.read_recordio(...): .rec -> decode -> flip -> normalise -> batch
-- memory: tf.data.Dataset.from_tensor_slices(jpeg_bytes) -> decode -> flip -> batch
+- rec:          keras_face.data.read_recordio(...): .rec -> decode -> flip -> normalise -> batch
+- rec (uint8):  the same without normalising (keras_face models normalise on the device)
+- memory:       tf.data.Dataset.from_tensor_slices(jpeg_bytes) -> decode -> flip -> batch
+- memory+norm:  the same plus the same normalisation, for an like-for-like comparison
 
-and prints images/s (wall clock) for both, the ratio, and images per CPU-second (process CPU
-time, all threads), which is the fairer comparison on a machine shared with other work.
+and prints images/s (median and best wall clock), images per CPU-second (process CPU time,
+all threads: the fairer number on a machine shared with other work) and the ratios.
+
+Writing float32 batches makes fresh memory pages each batch; on small VMs the page faults
+(not the arithmetic) dominate normalisation. `--allocator bfc` sets
+`TF_CPU_ALLOCATOR_USE_BFC=true` (TensorFlow's caching CPU allocator) to show that cost.
 
     python benchmarks/data.py --num-images 4000 --repeats 5
+    python benchmarks/data.py --allocator bfc
 """
 
 import argparse
@@ -20,14 +27,13 @@ import tempfile
 import time
 
 import numpy as np
-import tensorflow as tf
-from PIL import Image
-
-import keras_face.data
 
 
 def synthetic_jpegs(count, size, quality, seed):
     """Smooth, face-crop-like images: low-frequency colour fields plus fine texture."""
+    import tensorflow as tf
+    from PIL import Image
+
     rng = np.random.default_rng(seed)
     encoded = []
     for _ in range(count):
@@ -35,23 +41,21 @@ def synthetic_jpegs(count, size, quality, seed):
         field = np.asarray(Image.fromarray(coarse).resize((size, size), Image.BICUBIC), np.int16)
         texture = rng.normal(0, 6, (size, size, 1))
         image = np.clip(field + texture, 0, 255).astype(np.uint8)
-        buffer = tf.io.encode_jpeg(image, quality=quality).numpy()
-        encoded.append(buffer)
+        encoded.append(tf.io.encode_jpeg(image, quality=quality).numpy())
     return encoded
 
 
-def cpu_seconds():
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
 def time_pass(dataset):
-    start_wall, start_cpu = time.perf_counter(), cpu_seconds()
+    """Iterates one pass; returns (images, images/s wall, images per CPU-second, faults/image)."""
+    before = resource.getrusage(resource.RUSAGE_SELF)
+    start = time.perf_counter()
     count = 0
     for images, _ in dataset:
         count += int(images.shape[0])
-    wall, cpu = time.perf_counter() - start_wall, cpu_seconds() - start_cpu
-    return count, count / wall, count / cpu
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+    return count, count / wall, count / cpu, (after.ru_minflt - before.ru_minflt) / max(count, 1)
 
 
 def main():
@@ -62,66 +66,90 @@ def main():
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--allocator", choices=("default", "bfc"), default="default")
     args = parser.parse_args()
+    if args.allocator == "bfc":
+        os.environ["TF_CPU_ALLOCATOR_USE_BFC"] = "true"  # read when TensorFlow starts
+
+    import tensorflow as tf
+
+    import keras_face.data
 
     encoded = synthetic_jpegs(args.num_images, args.image_size, args.quality, args.seed)
     labels = np.arange(args.num_images) // 10
     print(
         f"{args.num_images} images {args.image_size}x{args.image_size}, JPEG quality {args.quality}, "
         f"mean {np.mean([len(e) for e in encoded]):.0f} bytes; batch {args.batch_size}; "
-        f"{os.cpu_count()} CPUs"
+        f"{os.cpu_count()} CPUs; allocator {args.allocator}"
     )
+    normalise = keras_face.data.preprocessing.fused_preprocess_function("arcface")
+
+    def decode_and_flip(data):
+        image = tf.io.decode_image(data, channels=3, expand_animations=False)
+        image.set_shape([None, None, 3])
+        return tf.image.random_flip_left_right(image)
+
+    def in_memory(normalised):
+        dataset = (
+            tf.data.Dataset.from_tensor_slices(encoded)
+            .map(decode_and_flip, num_parallel_calls=tf.data.AUTOTUNE)
+            .batch(args.batch_size)
+        )
+        if normalised:
+            dataset = dataset.map(normalise, num_parallel_calls=tf.data.AUTOTUNE)
+        dataset = dataset.prefetch(tf.data.AUTOTUNE)
+        return tf.data.Dataset.zip(dataset, tf.data.Dataset.range(10**9))  # (images, _)
+
     with tempfile.TemporaryDirectory() as directory:
         rec_path = os.path.join(directory, "bench.rec")
         keras_face.data.write_recordio(rec_path, list(zip(encoded, labels)), progress=False)
 
-        rec = keras_face.data.read_recordio(
-            rec_path,
-            batch_size=args.batch_size,
-            shuffle=True,
-            seed=args.seed,
-            flip=True,
-            preprocessing="arcface",
-        )
+        def rec(preprocessing):
+            return keras_face.data.read_recordio(
+                rec_path,
+                batch_size=args.batch_size,
+                shuffle=True,
+                seed=args.seed,
+                flip=True,
+                preprocessing=preprocessing,
+            )
 
-        def decode_and_flip(data):
-            image = tf.io.decode_image(data, channels=3, expand_animations=False)
-            image.set_shape([None, None, 3])
-            return tf.image.random_flip_left_right(image)
-
-        memory = (
-            tf.data.Dataset.from_tensor_slices(encoded)
-            .map(decode_and_flip, num_parallel_calls=tf.data.AUTOTUNE)
-            .batch(args.batch_size)
-            .prefetch(tf.data.AUTOTUNE)
-        )
-        memory = tf.data.Dataset.zip(memory, tf.data.Dataset.range(10**9))  # (images, _) like rec
-
-        results = {"rec": [], "memory": []}
-        for name, dataset in (("rec", rec), ("memory", memory)):
-            time_pass(dataset)  # warm-up: graph construction, autotuning, page cache
+        pipelines = {
+            "rec: .rec->decode->flip->normalise->batch": rec("arcface"),
+            "rec (uint8): .rec->decode->flip->batch": rec(None),
+            "memory: bytes->decode->flip->batch": in_memory(False),
+            "memory+norm: ...->normalise": in_memory(True),
+        }
+        results = {name: [] for name in pipelines}
+        for dataset in pipelines.values():
+            time_pass(dataset)  # warm-up: tracing, XLA compilation, autotuning, page cache
         for _ in range(args.repeats):
-            for name, dataset in (("rec", rec), ("memory", memory)):
-                count, wall_rate, cpu_rate = time_pass(dataset)
+            for name, dataset in pipelines.items():
+                count, *rates = time_pass(dataset)
                 if count != args.num_images:
                     raise RuntimeError(f"{name} delivered {count} images, expected {args.num_images}")
-                results[name].append((wall_rate, cpu_rate))
+                results[name].append(rates)
+        skipped = [dataset.stats.skipped for dataset in pipelines.values() if hasattr(dataset, "stats")]
 
-    def summary(name):
-        wall = [r[0] for r in results[name]]
-        cpu = [r[1] for r in results[name]]
-        return statistics.median(wall), max(wall), statistics.median(cpu)
+    summary = {}
+    print(f"{'pipeline':<44} {'median img/s':>12} {'best img/s':>10} {'img/CPU-s':>9} {'faults/img':>10}")
+    for name, rows in results.items():
+        wall = statistics.median(row[0] for row in rows)
+        best = max(row[0] for row in rows)
+        cpu = statistics.median(row[1] for row in rows)
+        faults = statistics.median(row[2] for row in rows)
+        summary[name] = (wall, best, cpu)
+        print(f"{name:<44} {wall:>12.0f} {best:>10.0f} {cpu:>9.0f} {faults:>10.1f}")
 
-    rec_wall, rec_best, rec_cpu = summary("rec")
-    mem_wall, mem_best, mem_cpu = summary("memory")
-    print(f"{'pipeline':<40} {'median img/s':>13} {'best img/s':>11} {'img per CPU-s':>14}")
-    print(f"{'rec: .rec->decode->flip->normalise->batch':<40} {rec_wall:>13.0f} {rec_best:>11.0f} {rec_cpu:>14.0f}")
-    print(f"{'memory: bytes->decode->flip->batch':<40} {mem_wall:>13.0f} {mem_best:>11.0f} {mem_cpu:>14.0f}")
-    print(
-        f"ratio rec/memory: median wall {rec_wall / mem_wall:.1%}, best wall {rec_best / mem_best:.1%}, "
-        f"per CPU-second {rec_cpu / mem_cpu:.1%} (target >= 80%)"
-    )
-    print("rec pipeline stats:", rec.stats.summary())
+    def ratio(a, b):
+        (wa, ba, ca), (wb, bb, cb) = summary[a], summary[b]
+        return f"median wall {wa / wb:.0%}, best wall {ba / bb:.0%}, per CPU-second {ca / cb:.0%}"
+
+    names = list(summary)
+    print(f"rec / memory         ({ratio(names[0], names[2])})  <- target >= 80%")
+    print(f"rec (uint8) / memory ({ratio(names[1], names[2])})")
+    print(f"rec / memory+norm    ({ratio(names[0], names[3])})")
+    print(f"undecodable images skipped: {skipped}")
 
 
 if __name__ == "__main__":

@@ -36,4 +36,4 @@ from keras_face.data.verification_bin import read_bin
 from keras_face.data.verification_bin import write_bin
 
 from keras_face.data.synthetic import SyntheticFaces, synthetic_faces, synthetic_pairs  # noqa: E402
-# TEMP-DISABLED from keras_face.data.digits import load_digits_dataset  # noqa: E402
+from keras_face.data.digits import load_digits_dataset  # noqa: E402

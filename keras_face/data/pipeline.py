@@ -231,18 +231,21 @@ def _python_call(function):
     return wrapper
 
 
-def _decode(sequence, payload, label):
+def _decode(sequence, payload, label, flip_seed=None):
     image = tf.io.decode_image(payload, channels=3, expand_animations=False)
     image.set_shape([None, None, 3])
+    if flip_seed is not None:
+        # A stateless coin per (seed, pass, position): reproducible, and a handful of ops
+        # (tf.image.stateless_random_flip_left_right costs about twice as much here).
+        coin = tf.random.stateless_uniform([], seed=tf.stack([tf.constant(flip_seed, tf.int64), sequence]))
+        axes = tf.range(tf.cast(coin < 0.5, tf.int32)) + 1  # [] (keep) or [1] (mirror)
+        image = tf.reverse(image, axes)
     return sequence, image, label
 
 
-def _transform(sequence, image, label, image_size, flip, flip_seed, per_element):
+def _transform(sequence, image, label, image_size, per_element):
     if image_size is not None:
         image = _resize_if_needed(image, image_size)
-    if flip:
-        seed = tf.stack([tf.constant(flip_seed, tf.int64), sequence])
-        image = tf.image.stateless_random_flip_left_right(image, seed=seed)
     if per_element is not None:
         image = per_element(image)
     return sequence, image, label
@@ -340,10 +343,16 @@ def build_image_dataset(
             return None
         return lambda images: functools.reduce(lambda x, f: f(x), functions, images)
 
+    decode = functools.partial(_decode, flip_seed=flip_seed if flip else None)
+
     def decode_chunk(sequences, payloads, labels):
         # ignore_errors sees only this chunk's decoding, never errors of the source itself.
         # The per-chunk function is kept minimal: it is instantiated once per chunk.
-        return tf.data.Dataset.from_tensor_slices((sequences, payloads, labels)).map(_decode).ignore_errors()
+        return (
+            tf.data.Dataset.from_tensor_slices((sequences, payloads, labels))
+            .map(decode)
+            .ignore_errors()
+        )
 
     if num_parallel_calls is None:
         cycle_length, parallel = 1, None
@@ -361,10 +370,8 @@ def build_image_dataset(
         deterministic=True,
     )
     per_element = compose(per_element_steps)
-    if image_size is not None or flip or per_element is not None:
-        transform = functools.partial(
-            _transform, image_size=image_size, flip=flip, flip_seed=flip_seed, per_element=per_element
-        )
+    if image_size is not None or per_element is not None:
+        transform = functools.partial(_transform, image_size=image_size, per_element=per_element)
         decoded = decoded.map(
             transform, num_parallel_calls=parallel or tf.data.AUTOTUNE, deterministic=True
         )

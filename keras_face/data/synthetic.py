@@ -58,9 +58,6 @@ _SKIN_LIGHT = np.array([238.0, 206.0, 182.0], dtype=np.float32)
 _SKIN_DARK = np.array([88.0, 58.0, 44.0], dtype=np.float32)
 _LIP_RED = np.array([172.0, 62.0, 72.0], dtype=np.float32)
 
-_OCCLUSION_NAMES = ("none", "mask", "bar", "blob")
-_BEARD_NAMES = ("none", "full", "moustache", "goatee")
-
 
 class _Columns:
     """Hands out the columns of a uniform matrix in a fixed order."""
@@ -105,7 +102,8 @@ def sample_identity_parameters(identities, seed=0):
 
     Returns:
         dict of float32 / int arrays with one row per identity (geometry in pixels of the
-        112x112 canonical face, colours in RGB 0..255).
+        112x112 canonical face, colours in RGB 0..255; `beard` is 0 none, 1 full,
+        2 moustache, 3 goatee).
 
     Example:
         ```python
@@ -199,7 +197,8 @@ def sample_image_parameters(identities, num_images, seed=0, nuisance=1.0):
             Defaults to `1.0`.
 
     Returns:
-        dict of arrays with `len(identities) * num_images` rows, identity-major.
+        dict of arrays with `len(identities) * num_images` rows, identity-major
+        (`occlusion` is 0 none, 1 face mask, 2 bar, 3 blob).
 
     Example:
         ```python
@@ -997,7 +996,7 @@ def _degrade(images, quality, noise_seeds, jpeg):
         low_w = int(np.clip(round(low_h * width / height), 4, width))
         # Prefilter: optical blur plus the anti-aliasing of the down-scaling.
         factor = height / low_h
-        sigma = math.sqrt((1.6 * q * scale) ** 2 + (0.5 * factor if factor > 1.0 else 0.0) ** 2 + 0.05)
+        sigma = math.sqrt((float(_blur_sigma(np.float32(q))) * scale) ** 2 + (0.5 * factor if factor > 1.0 else 0.0) ** 2 + 0.05)
         rows = _sampling_matrix(height, low_h, sigma)
         cols = _sampling_matrix(width, low_w, sigma * width / height)
         # Two plain 2-D products per image (BLAS), channels kept side by side.

@@ -357,7 +357,8 @@ def verify(embeddings, issame, n_folds=10, fars=DEFAULT_FARS):
     roc = calculate_roc(distances, issame, ACCURACY_THRESHOLDS, n_folds)
     val = calculate_val(distances, issame, VAL_FAR_TARGET, VAL_THRESHOLDS, n_folds)
     scores = 1.0 - distances.astype(np.float64) / 2.0
-    if np.all(issame) or not np.any(issame):
+    if np.all(issame) or not np.any(issame) or not np.all(np.isfinite(scores)):
+        # One kind of pair only, or non-finite embeddings (a diverged model): no ROC.
         tars = {float(far): float("nan") for far in fars}
         full_roc = (np.array([np.nan]), np.array([np.nan]), np.array([np.inf]))
         auc = float("nan")

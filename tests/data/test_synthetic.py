@@ -199,6 +199,7 @@ def test_argument_validation():
         synthetic_pairs(single, 4)
 
 
+@pytest.mark.tf_only
 def test_writes_real_formats(tmp_path, faces):
     data = pytest.importorskip("keras_face.data")
     subset = faces.with_quality(faces.quality[:10], indices=np.arange(10))

@@ -4,7 +4,6 @@ import csv
 import math
 
 import keras
-import numpy as np
 import pytest
 
 from keras_face.data.synthetic import synthetic_faces
@@ -12,6 +11,9 @@ from keras_face.data.synthetic import synthetic_pairs
 from keras_face.evaluation import VerificationCallback
 from keras_face.evaluation import extract_embeddings
 from keras_face.evaluation import verify
+
+# fit + the TensorFlow .bin reader.
+pytestmark = pytest.mark.tf_only
 
 SIZE = 24
 

@@ -165,6 +165,7 @@ def test_evaluate_matches_reference_pipeline(tmp_path, use_norm_score, use_detec
         assert tar == flipped_tpr[np.argmin(np.abs(flipped_fpr - far))]
 
 
+@pytest.mark.tf_only
 def test_image_features_from_loose_crops(tmp_path):
     from PIL import Image
 

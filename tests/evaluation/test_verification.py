@@ -235,3 +235,12 @@ def test_input_validation_and_warning():
         verify(embeddings, issame[:49])
     with pytest.warns(UserWarning, match="L2-normalised"):
         verify(embeddings * 3.0, issame)
+
+
+def test_non_finite_embeddings_do_not_raise():
+    embeddings, issame = noisy_pair_embeddings(40, 8, 1.0, seed=1)
+    embeddings[5] = np.nan
+    result = verify(embeddings, issame, n_folds=4)
+    assert np.isnan(result["auc"]) and all(np.isnan(v) for v in result["tar_at_far"].values())
+    # The NaN pair is never accepted (np.less semantics), the others still count.
+    assert 0.5 < result["accuracy"] <= 1.0

@@ -60,6 +60,7 @@ def check_gradients(
     exclude_rows=(),
     seed=0,
     cache_key=None,
+    pass_rows=False,
 ):
     """Finite gradients on every edge case; equal to central differences where smooth.
 
@@ -73,6 +74,8 @@ def check_gradients(
         seed: seed of the loss weights.
         cache_key: hashable naming the reference (e.g. `("arcface", "none")`): tests
             with the same key and cases reuse the central differences (the slow part).
+        pass_rows: call `reference(cosines, labels, rows)` with the batch indices of
+            the rows (for per-sample parameters).
 
     Returns:
         The gradients `(embeddings, {variable path: gradient})` of the full loss.
@@ -102,7 +105,11 @@ def check_gradients(
         per_class = kernel.shape[1] // num_classes
         columns = list(range(2 * per_class)) + [kernel.shape[1] - 1]
         expected_x, expected_kernel = ref.numerical_gradients_per_row(
-            lambda x, w, labels: reference(cosine_function(x, w), labels),
+            lambda x, w, labels, batch_rows: (
+                reference(cosine_function(x, w), labels, batch_rows)
+                if pass_rows
+                else reference(cosine_function(x, w), labels)
+            ),
             cases.embeddings,
             kernel,
             cases.labels,

@@ -257,7 +257,9 @@ def numerical_gradients_per_row(
     `function` on one row. Not for stateful heads whose logits couple the rows.
 
     Args:
-        function: `(embeddings (n, d), kernel, labels (n,)) -> logits (n, C)`, float64.
+        function: `(embeddings (n, d), kernel, labels (n,), rows (n,)) -> logits (n, C)`,
+            float64; `rows` are the batch indices of the rows passed (for per-sample
+            parameters such as ElasticFace's margins).
         embeddings, kernel, labels, weights: the full batch; only `rows` enter the loss.
         rows: the rows of the batch in the loss.
         kernel_columns: the kernel columns to differentiate (all when None); the other
@@ -268,6 +270,7 @@ def numerical_gradients_per_row(
     Returns:
         `(gradient w.r.t. embeddings[rows], gradient w.r.t. kernel)`.
     """
+    rows = np.asarray(rows)
     embeddings = np.asarray(embeddings, np.float64)[rows]
     labels = np.asarray(labels)[rows]
     weights = np.asarray(weights, np.float64)[rows]
@@ -281,8 +284,9 @@ def numerical_gradients_per_row(
             plus, minus = embeddings[i : i + 1].copy(), embeddings[i : i + 1].copy()
             plus[0, k] += h
             minus[0, k] -= h
-            difference = function(plus, kernel, labels[i : i + 1]) - function(
-                minus, kernel, labels[i : i + 1]
+            row = rows[i : i + 1]
+            difference = function(plus, kernel, labels[i : i + 1], row) - function(
+                minus, kernel, labels[i : i + 1], row
             )
             embedding_gradient[i, k] = float(np.sum(weights[i] * difference)) / (2 * h)
 
@@ -294,7 +298,9 @@ def numerical_gradients_per_row(
             plus, minus = kernel.copy(), kernel.copy()
             plus[k, j] += h
             minus[k, j] -= h
-            difference = function(embeddings, plus, labels) - function(embeddings, minus, labels)
+            difference = function(embeddings, plus, labels, rows) - function(
+                embeddings, minus, labels, rows
+            )
             kernel_gradient[k, j] = float(np.sum(weights * difference)) / (2 * h)
     return embedding_gradient, kernel_gradient
 
