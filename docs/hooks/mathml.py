@@ -1,5 +1,8 @@
 """MkDocs hook: render TeX math to MathML at build time, so the site needs no script or CDN.
 
+It also rewrites (and checks) the relative links of the notebook pages, see
+`_rewrite_notebook_links`.
+
 `pymdownx.arithmatex` (in `generic` mode) wraps the math of the Markdown pages in
 `<span class="arithmatex">\\(...\\)</span>` and `<div class="arithmatex">\\[...\\]</div>`;
 this hook replaces each of them with the MathML that `latex2mathml` produces, which
@@ -12,6 +15,7 @@ a warning, so `mkdocs build --strict` fails on it.
 
 import html
 import logging
+import posixpath
 import re
 
 from latex2mathml.converter import convert as latex_to_mathml
@@ -79,6 +83,37 @@ def _convert_dollars(fragment, page):
     return "".join(out)
 
 
+# Relative links of a notebook to another notebook or to a documentation page.
+_NOTEBOOK_LINK = re.compile(r'href="(?![a-z][a-z0-9+.-]*:|#|/)([^"#]+\.(?:ipynb|md))(#[^"]*)?"')
+
+
+def _rewrite_notebook_links(content, page, files):
+    """Point a notebook's relative links at the built pages, and report broken ones.
+
+    In the repository a tutorial links `02_decision_boundaries.ipynb` or
+    `../docs/training.md` (paths that work on GitHub and in Jupyter); on the site those
+    are the pages `../02_decision_boundaries/` and `../../training/`. mkdocs validates the
+    links of Markdown pages only, so the notebooks' links are checked here.
+    """
+
+    def replace(match):
+        target = posixpath.normpath(
+            posixpath.join(posixpath.dirname(page.file.src_uri), match.group(1))
+        )
+        if target.startswith("docs/"):
+            target = target[len("docs/"):]
+        found = files.get_file_from_path(target)
+        if found is None:
+            log.warning(
+                "Notebook %s links to %r, which is not a page of the site",
+                page.file.src_uri, match.group(1),
+            )
+            return match.group(0)
+        return f'href="{found.url_relative_to(page.file)}{match.group(2) or ""}"'
+
+    return _NOTEBOOK_LINK.sub(replace, content)
+
+
 def on_page_content(content, page, config, files):
     content = _ARITHMATEX_BLOCK.sub(lambda m: _to_mathml(m.group(1), True, page), content)
     content = _ARITHMATEX_INLINE.sub(lambda m: _to_mathml(m.group(1), False, page), content)
@@ -87,4 +122,5 @@ def on_page_content(content, page, config, files):
         content = _NOTEBOOK_MARKDOWN_CELL.sub(
             lambda m: m.group(1) + _convert_dollars(m.group(2), page) + m.group(3), content
         )
+        content = _rewrite_notebook_links(content, page, files)
     return content

@@ -355,7 +355,8 @@ class RecordIOReader:
             i = bad[0]
             raise RecordIOError(
                 f"{self.index_path}: key {keys[i]} points to offset {offsets[i]}, past the end of "
-                f"{self.path} ({self.size} bytes)."
+                f"{self.path} ({self.size} bytes): the .rec is truncated or the .idx belongs to "
+                "another file."
             )
         magic, cflags, lengths = self._frame_headers(offsets)
         bad = np.flatnonzero(magic != RECORDIO_MAGIC)

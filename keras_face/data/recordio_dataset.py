@@ -179,7 +179,7 @@ class RecordIOImagePack:
             i = np.flatnonzero(bad)[0]
             raise ValueError(
                 f"{self.path}: the image record at offset {self.record_offsets[i]} (key "
-                f"{self.keys[i]}) has label {labels[i]!r}, which is not an integer class id. "
+                f"{self.keys[i]}) has label {float(labels[i])!r}, which is not an integer class id. "
                 "Nothing was read."
             )
         self.labels = labels.astype(np.int32)
@@ -447,6 +447,7 @@ def write_recordio(
     if total is None and hasattr(samples, "__len__"):
         total = len(samples)
     path = os.fspath(path)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     insightface = layout == "insightface"
     ranges = {}  # label -> [first key, last key + 1]
     finished = set()
@@ -590,7 +591,6 @@ def pack_image_folder(
                     data = encode_image(pixels, image_format="png")
             yield data, int(label)
 
-    os.makedirs(os.path.dirname(os.path.abspath(os.fspath(output_path))), exist_ok=True)
     summary = write_recordio(
         output_path,
         samples(),

@@ -92,6 +92,8 @@ def write_tfrecord(
     if total is None and hasattr(samples, "__len__"):
         total = len(samples)
     paths = _shard_paths(path, int(num_shards))
+    if "://" not in path:
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     writers = [tf.io.TFRecordWriter(shard) for shard in paths]
     try:
         for index, (image, label) in enumerate(

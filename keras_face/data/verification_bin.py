@@ -284,6 +284,7 @@ def write_bin(path, images, issame, image_format="jpeg", quality=95, protocol=4,
         to_encoded(image, image_format=image_format, quality=quality)
         for image in tqdm(images, desc="Encoding pairs", disable=not progress)
     ]
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with open(path, "wb") as file:
         pickle.dump((encoded, [bool(value) for value in issame]), file, protocol=protocol)
     return path

@@ -6,12 +6,7 @@
 - `read_ijb_meta`, `ijb_image_features`, `evaluate_ijb`: IJB-B/C 1:1 templates.
 - `plot_roc`, `plot_score_distribution`: matplotlib figures.
 - `VerificationCallback`: the protocol during `fit`, best model saved.
-
-Only `VerificationCallback` needs Keras; it is imported on first use so that the NumPy
-protocol functions load fast.
 """
-
-import importlib
 
 from keras_face.evaluation.embeddings import extract_embeddings
 from keras_face.evaluation.embeddings import l2_normalize
@@ -34,6 +29,7 @@ from keras_face.evaluation.verification import calculate_val
 from keras_face.evaluation.verification import kfold_splits
 from keras_face.evaluation.verification import pair_distances
 from keras_face.evaluation.verification import verify
+from keras_face.evaluation.verification_callback import VerificationCallback
 
 __all__ = [
     "ACCURACY_THRESHOLDS",
@@ -60,14 +56,3 @@ __all__ = [
     "verify",
 ]
 
-
-def __getattr__(name):
-    if name == "VerificationCallback":
-        module = importlib.import_module("keras_face.evaluation.verification_callback")
-        globals()[name] = module.VerificationCallback
-        return module.VerificationCallback
-    raise AttributeError(f"module 'keras_face.evaluation' has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(list(globals()) + ["VerificationCallback"])

@@ -65,3 +65,42 @@ def test_an_unknown_command_is_a_warning(caplog):
         '<span class="arithmatex">\\(\\nosuchcommand x\\)</span>', _page("bad.md"), None, None
     )
     assert any("Unsupported TeX command" in record.message for record in caplog.records)
+
+
+class _Files:
+    def __init__(self, pages):
+        self.pages = pages
+
+    def get_file_from_path(self, path):
+        return self.pages.get(path)
+
+
+class _File:
+    def __init__(self, src_uri, url):
+        self.src_uri = src_uri
+        self.url = url
+
+    def url_relative_to(self, other):
+        return "../" * other.url.count("/") + self.url
+
+
+def test_notebook_links_point_at_the_built_pages(caplog):
+    notebook = _File("tutorials/01_margin_heads.ipynb", "tutorials/01_margin_heads/")
+    files = _Files({
+        "tutorials/02_decision_boundaries.ipynb": _File(
+            "tutorials/02_decision_boundaries.ipynb", "tutorials/02_decision_boundaries/"),
+        "training.md": _File("training.md", "training/"),
+    })
+    page = types.SimpleNamespace(file=notebook)
+    content = (
+        '<div class="jp-RenderedHTMLCommon jp-RenderedMarkdown"><p>'
+        '<a href="02_decision_boundaries.ipynb#setup">next</a> '
+        '<a href="../docs/training.md">training</a> '
+        '<a href="https://example.org/x.md">web</a> '
+        '<a href="missing.ipynb">gone</a></p></div>'
+    )
+    out = mathml.on_page_content(content, page, None, files)
+    assert 'href="../../tutorials/02_decision_boundaries/#setup"' in out
+    assert 'href="../../training/"' in out
+    assert 'href="https://example.org/x.md"' in out
+    assert any("missing.ipynb" in record.message for record in caplog.records)

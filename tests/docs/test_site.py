@@ -7,11 +7,14 @@ dependencies (`pip install -e ".[docs]"`) or Chromium (`apt-get install chromium
 chromium-driver`) are missing.
 """
 
+import importlib
 import importlib.util
 import os
 import pathlib
+import re
 import subprocess
 import sys
+import types
 
 import pytest
 
@@ -60,6 +63,34 @@ def test_site_builds_strictly_without_warnings(built_site):
     assert warnings == []
     for page in ("index.html", "heads/arc_face/index.html", "api/heads/index.html"):
         assert (site_dir / page).is_file(), page
+
+
+def _public_names(module):
+    if hasattr(module, "__all__"):
+        return list(module.__all__)
+    return [
+        name for name, value in vars(module).items()
+        if not name.startswith("_") and not isinstance(value, types.ModuleType)
+    ]
+
+
+@pytest.mark.parametrize("package", ["heads", "models", "data", "evaluation", "training"])
+def test_api_reference_documents_every_public_symbol(built_site, package):
+    result, site_dir = built_site
+    if result.returncode != 0:
+        pytest.skip("the site did not build (see the build test)")
+    module = importlib.import_module(f"keras_face.{package}")
+    anchors = set()
+    for page in site_dir.rglob("*.html"):
+        anchors.update(re.findall(r'id="(keras_face\.[\w.]+)"', page.read_text(encoding="utf-8")))
+    prefix = f"keras_face.{package}."
+    missing = [
+        name for name in _public_names(module)
+        if prefix + name not in anchors
+        # Documented at its defining path (e.g. a function named like its module).
+        and not any(anchor.startswith(prefix) and anchor.endswith("." + name) for anchor in anchors)
+    ]
+    assert missing == []
 
 
 def test_site_renders_in_headless_chromium(built_site, tmp_path):

@@ -1,0 +1,280 @@
+"""Speed of one training step of every margin head, side by side with NormFace.
+
+For each head: forward (cosine matrix, margin, logits) + sparse softmax cross-entropy +
+backward (gradients w.r.t. the embeddings and every trainable weight of the head) at
+B=256, D=512, C=100,000, float32, on the CPU. Printed per head:
+
+- the median step time and its ratio to NormFace's measured in the same run (target: every
+  margin head <= 1.05x NormFace: the margin is O(B) work next to an O(B D C) product);
+- the GEMM rate achieved, counting the three products of a step (logits, the gradients
+  w.r.t. embeddings and kernel: 3 x 2 B D C FLOPs), against the machine's matmul rate,
+  measured in the same run with the same framework (`(B, D) @ (D, C)`), and against the
+  ideal step of the three bare products (target: NormFace >= 70 % of the matmul rate).
+
+The machine is shared and noisy: repetitions are interleaved (each repetition times every
+head once, in a rotated order, and the matmul) and medians are reported, with the process
+CPU time per step (all threads) next to the wall time.
+
+    python benchmarks/heads.py                              # current KERAS_BACKEND
+    KERAS_BACKEND=jax python benchmarks/heads.py --repeats 7
+    KERAS_BACKEND=tensorflow python benchmarks/heads.py --modes graph xla
+    python benchmarks/heads.py --heads normface arcface --classes 20000
+"""
+
+import argparse
+import os
+import resource
+import statistics
+import time
+
+import numpy as np
+
+
+def cpu_seconds():
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--batch", type=int, default=256)
+    parser.add_argument("--dim", type=int, default=512)
+    parser.add_argument("--classes", type=int, default=100_000)
+    parser.add_argument("--repeats", type=int, default=5, help="interleaved repetitions")
+    parser.add_argument("--steps", type=int, default=2, help="steps per timing")
+    parser.add_argument("--heads", nargs="*", default=None, help="default: all heads")
+    parser.add_argument(
+        "--modes",
+        nargs="*",
+        default=None,
+        help="TensorFlow: graph (tf.function) and/or xla (jit_compile=True); "
+        "JAX: jit; PyTorch: eager. Default: all of the backend's modes.",
+    )
+    return parser.parse_args()
+
+
+# --------------------------------------------------------------------------------------
+# One compiled training step per backend: returns a function `step()` that runs one
+# step and blocks until its results exist.
+def tensorflow_step(head, x, y, jit_compile):
+    import keras
+    import tensorflow as tf
+
+    loss_object = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    variables = head.trainable_variables
+
+    @tf.function(jit_compile=jit_compile)
+    def step(x, y):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            logits = head([x, y], training=True)
+            loss = loss_object(y, logits)
+            for extra in head.losses:
+                loss += extra
+        return tape.gradient(loss, [x] + variables)
+
+    x, y = tf.constant(x), tf.constant(y)
+
+    def run():
+        gradients = step(x, y)
+        for gradient in gradients:
+            gradient.numpy()
+
+    return run
+
+
+def tensorflow_products(x, kernel, jit_compile, products):
+    import tensorflow as tf
+
+    @tf.function(jit_compile=jit_compile)
+    def matmul(x, w):
+        out = tf.matmul(x, w)
+        if products == 1:
+            return out
+        # The three products of a step: Z = X W, dX = dZ W^T, dW = X^T dZ.
+        return out, tf.matmul(out, w, transpose_b=True), tf.matmul(x, out, transpose_a=True)
+
+    x, w = tf.constant(x), tf.constant(kernel)
+
+    def run():
+        tf.nest.map_structure(lambda t: t.numpy(), matmul(x, w))
+
+    return run
+
+
+def jax_step(head, x, y):
+    import jax
+    import keras
+
+    loss_object = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+    def loss_fn(trainable, non_trainable, x, y):
+        logits, non_trainable, losses = head.stateless_call(
+            trainable, non_trainable, [x, y], training=True, return_losses=True
+        )
+        loss = loss_object(y, logits)
+        for extra in losses:
+            loss = loss + extra
+        return loss, non_trainable
+
+    gradient_fn = jax.jit(jax.value_and_grad(loss_fn, argnums=(0, 2), has_aux=True))
+    state = {
+        "trainable": [v.value for v in head.trainable_variables],
+        "non_trainable": [v.value for v in head.non_trainable_variables],
+    }
+    x, y = jax.numpy.asarray(x), jax.numpy.asarray(y)
+
+    def run():
+        (_, non_trainable), gradients = gradient_fn(
+            state["trainable"], state["non_trainable"], x, y
+        )
+        jax.block_until_ready(gradients)
+        state["non_trainable"] = non_trainable
+
+    return run
+
+
+def jax_products(x, kernel, products):
+    import jax
+
+    @jax.jit
+    def matmul(x, w):
+        out = x @ w
+        if products == 1:
+            return out
+        return out, out @ w.T, x.T @ out
+
+    x, w = jax.numpy.asarray(x), jax.numpy.asarray(kernel)
+
+    def run():
+        jax.block_until_ready(matmul(x, w))
+
+    return run
+
+
+def torch_step(head, x, y):
+    import keras
+    import torch
+
+    loss_object = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    variables = [v.value for v in head.trainable_variables]
+    x = torch.tensor(x, requires_grad=True)
+    y = torch.tensor(y)
+
+    def run():
+        logits = head([x, y], training=True)
+        loss = loss_object(y, logits)
+        for extra in head.losses:
+            loss = loss + extra
+        torch.autograd.grad(loss, [x] + variables)
+
+    return run
+
+
+def torch_products(x, kernel, products):
+    import torch
+
+    x, w = torch.tensor(x), torch.tensor(kernel)
+
+    def run():
+        with torch.no_grad():
+            out = x @ w
+            if products == 3:
+                out @ w.T, x.T @ out
+
+    return run
+
+
+# --------------------------------------------------------------------------------------
+def time_once(run, steps):
+    wall, cpu = time.perf_counter(), cpu_seconds()
+    for _ in range(steps):
+        run()
+    return (time.perf_counter() - wall) / steps, (cpu_seconds() - cpu) / steps
+
+
+def benchmark_mode(backend, mode, names, args):
+    import keras
+
+    from keras_face import heads
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(args.batch, args.dim)).astype("float32")
+    y = rng.integers(0, args.classes, size=(args.batch,)).astype("int32")
+    kernel = rng.normal(0, 0.01, size=(args.dim, args.classes)).astype("float32")
+
+    runs = {}
+    for name in names:
+        head = heads.get(name, args.classes)
+        head([keras.ops.convert_to_tensor(x), keras.ops.convert_to_tensor(y)], training=False)
+        if backend == "tensorflow":
+            runs[name] = tensorflow_step(head, x, y, jit_compile=mode == "xla")
+        elif backend == "jax":
+            runs[name] = jax_step(head, x, y)
+        else:
+            runs[name] = torch_step(head, x, y)
+    for products, label in ((1, "matmul"), (3, "3 products")):
+        if backend == "tensorflow":
+            runs[label] = tensorflow_products(x, kernel, mode == "xla", products)
+        elif backend == "jax":
+            runs[label] = jax_products(x, kernel, products)
+        else:
+            runs[label] = torch_products(x, kernel, products)
+
+    for run in runs.values():  # compile and warm up
+        run()
+    order = list(runs)
+    wall = {name: [] for name in order}
+    cpu = {name: [] for name in order}
+    for repeat in range(args.repeats):
+        rotated = order[repeat % len(order):] + order[: repeat % len(order)]
+        for name in rotated:
+            seconds, cpu_time = time_once(runs[name], args.steps)
+            wall[name].append(seconds)
+            cpu[name].append(cpu_time)
+    return {name: (statistics.median(wall[name]), statistics.median(cpu[name]))
+            for name in order}
+
+
+def print_table(backend, mode, results, names, args):
+    flops = 2.0 * args.batch * args.dim * args.classes
+    matmul_rate = flops / results["matmul"][0] / 1e9
+    ideal = results["3 products"][0]
+    base = results["normface"][0] if "normface" in results else None
+    print(f"\n{backend} / {mode}: B={args.batch}, D={args.dim}, C={args.classes}, "
+          f"medians of {args.repeats} interleaved repetitions x {args.steps} steps")
+    print(f"matmul (B,D)@(D,C): {results['matmul'][0] * 1e3:.1f} ms = "
+          f"{matmul_rate:.1f} GFLOP/s; three bare products: {ideal * 1e3:.1f} ms "
+          f"({3 * flops / ideal / 1e9:.1f} GFLOP/s)")
+    print("| head | step ms | CPU s/step | ratio to NormFace | GEMM GFLOP/s "
+          "| % of matmul rate |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for name in names:
+        seconds, cpu_time = results[name]
+        rate = 3 * flops / seconds / 1e9
+        ratio = f"{seconds / base:.3f}" if base else "-"
+        print(f"| {name} | {seconds * 1e3:.0f} | {cpu_time:.2f} | {ratio} | {rate:.1f} "
+              f"| {100 * rate / matmul_rate:.0f} % |")
+
+
+def main():
+    args = parse_args()
+    import keras
+
+    from keras_face import heads
+
+    backend = keras.backend.backend()
+    names = args.heads or heads.names()
+    if "normface" in names:  # the baseline first
+        names = ["normface"] + [n for n in names if n != "normface"]
+    modes = args.modes or {"tensorflow": ["graph", "xla"], "jax": ["jit"]}.get(
+        backend, ["eager"]
+    )
+    print(f"threads: {os.cpu_count()} CPUs visible")
+    for mode in modes:
+        results = benchmark_mode(backend, mode, names, args)
+        print_table(backend, mode, results, names, args)
+
+
+if __name__ == "__main__":
+    main()
