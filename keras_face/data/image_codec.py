@@ -99,3 +99,11 @@ def image_size_of(data):
     with Image.open(io.BytesIO(bytes(data))) as image:
         width, height = image.size
     return height, width
+
+
+def try_image_size_of(data):
+    """`image_size_of`, or `None` when the bytes are not a readable image header."""
+    try:
+        return image_size_of(data)
+    except Exception:  # Pillow raises several types on bad input
+        return None

@@ -381,21 +381,26 @@ def build_image_dataset(
     def check(sequences, images, labels):
         token = tf.py_function(deliver, [sequences], tf.int32)
         with tf.control_dependencies([token]):
-            return tf.identity(images), tf.identity(labels)
+            return images, tf.identity(labels)
 
     # Batches are formed once, inside the pass (they never span two passes), and checked
     # before an incomplete last batch may be dropped, so every decoded image is accounted for.
-    checked = decoded.batch(batch_size or _CHECK_BATCH_SIZE).map(check)
-    if batch_size is None:
-        checked = checked.unbatch()
-    elif drop_remainder:
-        checked = checked.filter(lambda images, labels: tf.shape(labels)[0] == batch_size)
-        checked = checked.map(
-            lambda images, labels: (
-                tf.ensure_shape(images, [batch_size] + images.shape.as_list()[1:]),
-                tf.ensure_shape(labels, [batch_size]),
+    if batch_size is not None:
+        checked = decoded.batch(batch_size).map(check)
+        if drop_remainder:
+            checked = checked.filter(lambda images, labels: tf.shape(labels)[0] == batch_size)
+            checked = checked.map(
+                lambda images, labels: (
+                    tf.ensure_shape(images, [batch_size] + images.shape.as_list()[1:]),
+                    tf.ensure_shape(labels, [batch_size]),
+                )
             )
-        )
+    elif decoded.element_spec[1].shape.is_fully_defined():
+        checked = decoded.batch(_CHECK_BATCH_SIZE).map(check).unbatch()
+    else:
+        # Single images of unknown, possibly different, sizes: check them in ragged batches.
+        checked = decoded.ragged_batch(_CHECK_BATCH_SIZE).map(check).unbatch()
+        checked = checked.map(lambda image, label: (image.to_tensor(), label))
     element_spec = checked.element_spec
     start = _side_effect(_python_call(tracker.start_pass), element_spec)
     end = _side_effect(_python_call(tracker.end_pass), element_spec)

@@ -24,7 +24,7 @@ from keras_face.data.image_codec import check_quality
 from keras_face.data.image_codec import decode_image
 from keras_face.data.image_codec import encode_image
 from keras_face.data.image_codec import image_format_of
-from keras_face.data.image_codec import image_size_of
+from keras_face.data.image_codec import try_image_size_of
 from keras_face.data.image_codec import to_encoded
 from keras_face.data.image_folder import IMAGE_EXTENSIONS
 from keras_face.data.image_folder import list_image_folder
@@ -463,7 +463,7 @@ def write_recordio(
             max_label = max(max_label, label)
             data = to_encoded(image, image_format=image_format, quality=quality)
             if image_shape is None:
-                image_shape = image_size_of(data)
+                image_shape = try_image_size_of(data)
             key = count + 1 if insightface else count
             if insightface and label != current:
                 if label in finished:

@@ -352,7 +352,8 @@ class _Canvas:
         self.v = ((-sin[:, None] * x * inverse)[:, None, :] + (cos[:, None] * y * inverse + cy)[:, :, None])
         # Output pixels per canonical pixel.
         self.pixels = (scale * (width / CANVAS_SIZE)).astype(np.float32)
-        self.image = np.zeros((3, len(scale), height, width), dtype=np.float32)
+        # Planar (3, B, H, W); the background fills every pixel first.
+        self.image = np.empty((3, len(scale), height, width), dtype=np.float32)
         self.foreground = np.zeros((len(scale), height, width), dtype=np.float32)
         self.face_distance = None
 
@@ -890,10 +891,12 @@ def _jpeg_quality(quality):
     return np.clip(np.round(95.0 - 75.0 * quality), 5, 95).astype(np.int64)
 
 
+@functools.lru_cache(maxsize=4096)
 def _sampling_matrix(size, low_size, sigma):
     """(low_size, size) Gaussian-prefiltered resampling (rows sum to 1, edges renormalised).
 
-    Only the taps within 4 sigma of each sample are evaluated (the rest are zero).
+    Only the taps within 4 sigma of each sample are evaluated (the rest are zero). Cached
+    and read-only: callers round `sigma` to 0.01 px.
     """
     sigma = max(float(sigma), 1e-3)
     centres = (np.arange(low_size, dtype=np.float64) + 0.5) * (size / low_size) - 0.5
@@ -906,6 +909,7 @@ def _sampling_matrix(size, low_size, sigma):
     matrix = np.zeros((low_size, size), dtype=np.float32)
     rows = np.broadcast_to(np.arange(low_size)[:, None], taps.shape)
     matrix[rows[valid], taps[valid]] = weights[valid]
+    matrix.flags.writeable = False
     return matrix
 
 
@@ -982,9 +986,15 @@ def _degrade(images, quality, noise_seeds, jpeg):
     _, batch, height, width = images.shape
     output = np.empty((batch, height, width, 3), dtype=np.uint8)
     clean = quality <= 0.0
+    if np.all(clean):
+        # Already clipped to [0, 255] by the lighting step; rounded half up.
+        for channel in range(3):
+            plane = images[channel]
+            plane += 0.5
+            output[..., channel] = plane
+        return output
     if np.any(clean):
-        # Already clipped to [0, 255] by the lighting step.
-        output[clean] = np.rint(images[:, clean]).astype(np.uint8).transpose(1, 2, 3, 0)
+        output[clean] = (images[:, clean] + 0.5).astype(np.uint8).transpose(1, 2, 3, 0)
     degraded = np.nonzero(~clean)[0]
     if degraded.size == 0:
         return output
@@ -997,8 +1007,8 @@ def _degrade(images, quality, noise_seeds, jpeg):
         # Prefilter: optical blur plus the anti-aliasing of the down-scaling.
         factor = height / low_h
         sigma = math.sqrt((float(_blur_sigma(np.float32(q))) * scale) ** 2 + (0.5 * factor if factor > 1.0 else 0.0) ** 2 + 0.05)
-        rows = _sampling_matrix(height, low_h, sigma)
-        cols = _sampling_matrix(width, low_w, sigma * width / height)
+        rows = _sampling_matrix(height, low_h, round(sigma, 2))
+        cols = _sampling_matrix(width, low_w, round(sigma * width / height, 2))
         # Two plain 2-D products per image (BLAS), channels kept side by side.
         planes = images[:, member].reshape(3 * height, width) @ cols.T  # (3H, w)
         planes = planes.reshape(3, height, low_w).transpose(1, 0, 2).reshape(height, 3 * low_w)

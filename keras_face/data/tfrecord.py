@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 from keras_face.data.image_codec import check_image_format
 from keras_face.data.image_codec import check_quality
 from keras_face.data.image_codec import image_format_of
-from keras_face.data.image_codec import image_size_of
+from keras_face.data.image_codec import try_image_size_of
 from keras_face.data.image_codec import to_encoded
 from keras_face.data.pipeline import DEFAULT_CHUNK_SIZE
 from keras_face.data.pipeline import POSITION_BITS
@@ -101,7 +101,8 @@ def write_tfrecord(
         ):
             label = int(as_class_ids([label], "label")[0])
             data = to_encoded(image, image_format=image_format, quality=quality)
-            height, width = image_size_of(data)
+            # Bytes are stored as given; an unreadable header gets size 0 (decoding will skip it).
+            height, width = try_image_size_of(data) or (0, 0)
             example = tf.train.Example(
                 features=tf.train.Features(
                     feature={

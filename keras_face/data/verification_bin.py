@@ -23,6 +23,7 @@ from keras_face.data.data_stats import DataStats
 from keras_face.data.data_stats import logger
 from keras_face.data.image_codec import check_image_format
 from keras_face.data.image_codec import check_quality
+from keras_face.data.image_codec import try_image_size_of
 from keras_face.data.image_codec import to_encoded
 from keras_face.data.pipeline import IndexedSource
 from keras_face.data.pipeline import build_image_dataset
@@ -201,25 +202,29 @@ def read_bin(path, image_size=None, strict=False, stats=None, progress=True):
         data = file.read()
     encoded, flags = load_bin_pickle(data)
     stats = DataStats(name=path) if stats is None else stats
+    if image_size is None:
+        # One size for all (read from the headers) gives static shapes and batched decoding.
+        # Unreadable headers are left to the decoder, which skips or raises.
+        sizes = {try_image_size_of(image) for image in encoded} - {None}
+        if len(sizes) > 1:
+            raise ValueError(
+                f"{path} holds images of several sizes {sorted(sizes)[:5]}; pass image_size to "
+                f"resize them. Received: image_size={image_size!r}"
+            )
+        image_size = sizes.pop() if sizes else None
     dataset = build_image_dataset(
         _BinSource(path, encoded),
+        batch_size=256,
         image_size=image_size,
         strict=strict,
         stats=stats,
-        prefetch=True,
     )
     decoded = [None] * len(encoded)
-    shapes = set()
     with tqdm(total=len(encoded), desc=f"Decoding {os.path.basename(path)}", disable=not progress) as bar:
-        for image, index in dataset.as_numpy_iterator():
-            decoded[int(index)] = image
-            shapes.add(image.shape)
-            bar.update(1)
-    if len(shapes) > 1:
-        raise ValueError(
-            f"{path} holds images of several sizes {sorted(shapes)}; pass image_size to resize "
-            f"them. Received: image_size={image_size!r}"
-        )
+        for images, indices in dataset.as_numpy_iterator():
+            for image, index in zip(images, indices):
+                decoded[int(index)] = image
+            bar.update(len(indices))
     keep = [
         pair
         for pair in range(len(flags))

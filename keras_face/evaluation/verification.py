@@ -317,16 +317,13 @@ def verify(embeddings, issame, n_folds=10, fars=DEFAULT_FARS):
             Defaults to `(1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6)`.
 
     Returns:
-        dict with
-        - `accuracy`, `accuracy_std`: mean and std of the fold accuracies
-          (`accuracy_per_fold` holds them);
-        - `threshold`: mean over folds of the chosen distance threshold
-          (`best_thresholds` per fold);
-        - `val_at_far_1e-3`, `val_std`, `far`: VAL@FAR=1e-3, its std, the mean held-out FAR;
-        - `tar_at_far`: `{far: tar}`;
-        - `tpr`, `fpr`, `thresholds`: the fold-averaged ROC at `arange(0, 4, 0.01)`;
-        - `roc`: `{"fpr", "tpr", "thresholds"}` over all pairs, `auc`;
-        - `scores` (similarity per pair), `distances`, `issame`.
+        dict. `accuracy` and `accuracy_std` (mean and std over the folds; per fold in
+        `accuracy_per_fold`), `threshold` (mean chosen distance threshold; per fold in
+        `best_thresholds`), `val_at_far_1e-3`, `val_std` and `far` (VAL@FAR=1e-3, its
+        std and the mean held-out FAR), `tar_at_far` (`{far: tar}`), `tpr`, `fpr` and
+        `thresholds` (the fold-averaged ROC at `arange(0, 4, 0.01)`), `roc`
+        (`{"fpr", "tpr", "thresholds"}` over all pairs), `auc`, `scores` (similarity
+        per pair), `distances` and `issame`.
 
     Example:
         ```python

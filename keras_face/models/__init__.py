@@ -13,7 +13,7 @@ from keras_face.models.embedding import apply_embedding_output
 from keras_face.models.frozen_scale_batch_normalization import (
     FrozenScaleBatchNormalization,
 )
-from keras_face.models.iresnet import iresnet
+from keras_face.models.iresnet import build_iresnet
 from keras_face.models.iresnet import iresnet18
 from keras_face.models.iresnet import iresnet34
 from keras_face.models.iresnet import iresnet50
@@ -72,7 +72,7 @@ __all__ = [
     "count_flops",
     "count_parameters",
     "get",
-    "iresnet",
+    "build_iresnet",
     "iresnet18",
     "iresnet34",
     "iresnet50",

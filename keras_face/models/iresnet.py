@@ -79,7 +79,7 @@ def apply_improved_residual_block(x, filters, strides=1, se=False, name="block")
     return keras.layers.Add(name=f"{name}_add")([residual, shortcut])
 
 
-def iresnet(
+def build_iresnet(
     depth,
     input_shape=(112, 112, 3),
     embedding_size=512,
@@ -115,7 +115,7 @@ def iresnet(
 
     Example:
         ```python
-        backbone = keras_face.models.iresnet(50, embedding_size=512, se=True)
+        backbone = keras_face.models.build_iresnet(50, embedding_size=512, se=True)
         ```
 
     References:
@@ -193,7 +193,9 @@ def iresnet18(
     References:
         - [Deng et al., ArcFace, CVPR 2019](https://arxiv.org/abs/1801.07698)
     """
-    return iresnet(18, input_shape, embedding_size, output, se, preprocessing, dropout, name)
+    return build_iresnet(
+        18, input_shape, embedding_size, output, se, preprocessing, dropout, name
+    )
 
 
 def iresnet34(
@@ -230,7 +232,9 @@ def iresnet34(
     References:
         - [Deng et al., ArcFace, CVPR 2019](https://arxiv.org/abs/1801.07698)
     """
-    return iresnet(34, input_shape, embedding_size, output, se, preprocessing, dropout, name)
+    return build_iresnet(
+        34, input_shape, embedding_size, output, se, preprocessing, dropout, name
+    )
 
 
 def iresnet50(
@@ -267,7 +271,9 @@ def iresnet50(
     References:
         - [Deng et al., ArcFace, CVPR 2019](https://arxiv.org/abs/1801.07698)
     """
-    return iresnet(50, input_shape, embedding_size, output, se, preprocessing, dropout, name)
+    return build_iresnet(
+        50, input_shape, embedding_size, output, se, preprocessing, dropout, name
+    )
 
 
 def iresnet100(
@@ -304,7 +310,9 @@ def iresnet100(
     References:
         - [Deng et al., ArcFace, CVPR 2019](https://arxiv.org/abs/1801.07698)
     """
-    return iresnet(100, input_shape, embedding_size, output, se, preprocessing, dropout, name)
+    return build_iresnet(
+        100, input_shape, embedding_size, output, se, preprocessing, dropout, name
+    )
 
 
 def iresnet200(
@@ -341,4 +349,6 @@ def iresnet200(
     References:
         - [Deng et al., ArcFace, CVPR 2019](https://arxiv.org/abs/1801.07698)
     """
-    return iresnet(200, input_shape, embedding_size, output, se, preprocessing, dropout, name)
+    return build_iresnet(
+        200, input_shape, embedding_size, output, se, preprocessing, dropout, name
+    )

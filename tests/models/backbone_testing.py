@@ -4,10 +4,11 @@ import numpy as np
 
 from keras_face import models
 
-SMALL_INPUT_SHAPE = (32, 32, 3)
+SMALL_INPUT_SHAPE = (16, 16, 3)
 SMALL_EMBEDDING_SIZE = 16
 
-# The smallest model of each family, at a small input (total stride 16 allows 32x32).
+# The smallest model of each family at the smallest input its total stride (16) allows:
+# VarGFaceNet's many grouped convolutions are slow to trace and differentiate on CPU.
 SMALL_BACKBONES = {
     "iresnet18": lambda **kwargs: models.iresnet18(
         input_shape=SMALL_INPUT_SHAPE, embedding_size=SMALL_EMBEDDING_SIZE, **kwargs
@@ -36,3 +37,16 @@ def synthetic_identities(num_identities, images_per_identity, shape=SMALL_INPUT_
     noise = rng.normal(0, 20, size=(len(labels), height, width, channels))
     images = np.clip(templates[labels] + noise, 0, 255).astype("uint8")
     return images, labels
+
+
+def randomize_weights(model, seed=0):
+    """Give BN statistics, scales and PReLU slopes non-trivial values."""
+    rng = np.random.default_rng(seed)
+    for variable in model.weights:
+        shape = tuple(variable.shape)
+        if variable.name in ("gamma", "moving_variance"):
+            variable.assign(rng.uniform(0.5, 1.5, shape).astype("float32"))
+        elif variable.name in ("beta", "moving_mean", "bias"):
+            variable.assign(rng.normal(0.0, 0.1, shape).astype("float32"))
+        elif variable.name == "alpha":
+            variable.assign(rng.uniform(0.0, 0.5, shape).astype("float32"))

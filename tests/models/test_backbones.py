@@ -11,6 +11,7 @@ from keras_face.heads import ArcFace
 from tests.models.backbone_testing import SMALL_BACKBONES
 from tests.models.backbone_testing import SMALL_EMBEDDING_SIZE
 from tests.models.backbone_testing import SMALL_INPUT_SHAPE
+from tests.models.backbone_testing import randomize_weights
 from tests.models.backbone_testing import synthetic_identities
 
 FAMILIES = sorted(SMALL_BACKBONES)
@@ -33,12 +34,10 @@ def _training_model(backbone, num_classes):
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_keras_round_trip_gives_equal_outputs(family, tmp_path):
-    backbone = SMALL_BACKBONES[family](se=True) if family == "iresnet18" else SMALL_BACKBONES[family]()
-    # Non-trivial BN statistics and scales, so that every weight matters.
-    rng = np.random.default_rng(1)
-    backbone.set_weights(
-        [rng.uniform(0.5, 1.5, w.shape).astype("float32") for w in backbone.get_weights()]
-    )
+    options = {"se": True} if family == "iresnet18" else {}
+    backbone = SMALL_BACKBONES[family](**options)
+    # Non-trivial BN statistics, scales and slopes, so that every weight matters.
+    randomize_weights(backbone)
     images, _ = synthetic_identities(2, 2)
     path = os.path.join(tmp_path, f"{family}.keras")
     backbone.save(path)
@@ -51,41 +50,33 @@ def test_keras_round_trip_gives_equal_outputs(family, tmp_path):
     assert models.count_parameters(loaded) == models.count_parameters(backbone)
 
 
-@pytest.mark.parametrize("family", FAMILIES)
-def test_one_sgd_step_updates_the_first_convolution(family):
-    keras.utils.set_random_seed(0)
-    backbone = SMALL_BACKBONES[family]()
-    first_conv = backbone.get_layer("stem_conv" if family != "vargfacenet" else "head_conv")
-    before = keras.ops.convert_to_numpy(first_conv.kernel).copy()
-    images, labels = synthetic_identities(4, 2)
-    model = _training_model(backbone, 4)
-    model.compile(
-        optimizer=keras.optimizers.SGD(0.1),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-    )
-    model.fit([images, labels], labels, batch_size=8, epochs=1, verbose=0)
-    after = keras.ops.convert_to_numpy(first_conv.kernel)
-    # With plain SGD the change is lr * gradient: non-zero means the gradient got there.
-    assert np.all(np.isfinite(after))
-    assert np.max(np.abs(after - before)) > 1e-6
+def _first_conv(backbone):
+    return backbone.get_layer("head_conv" if "vargfacenet" in backbone.name else "stem_conv")
 
 
 @pytest.mark.parametrize("family", FAMILIES)
-def test_short_fit_with_arc_face_lowers_the_loss(family):
+def test_short_fit_with_arc_face_lowers_the_loss_and_trains_the_first_conv(family):
     keras.utils.set_random_seed(0)
     backbone = SMALL_BACKBONES[family]()
-    images, labels = synthetic_identities(4, 8)
+    first_conv_before = keras.ops.convert_to_numpy(_first_conv(backbone).kernel).copy()
+    images, labels = synthetic_identities(4, 4)
     model = _training_model(backbone, 4)
     model.compile(
         optimizer=keras.optimizers.Adam(1e-3),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        jit_compile=False,
     )
     history = model.fit(
-        [images, labels], labels, batch_size=16, epochs=8, shuffle=True, verbose=0
+        [images, labels], labels, batch_size=16, epochs=10, shuffle=True, verbose=0
     )
     losses = history.history["loss"]
     assert np.all(np.isfinite(losses))
     assert losses[-1] < 0.7 * losses[0], losses
+    # Adam leaves a weight whose gradient was always zero exactly where it was: a change
+    # means the gradient reached the first convolution.
+    first_conv_after = keras.ops.convert_to_numpy(_first_conv(backbone).kernel)
+    assert np.all(np.isfinite(first_conv_after))
+    assert np.max(np.abs(first_conv_after - first_conv_before)) > 1e-5
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -97,7 +88,7 @@ def test_mixed_precision_embeddings_are_float32(family, policy):
     keras.config.set_dtype_policy(policy)
     mixed_model = SMALL_BACKBONES[family]()
     mixed_model.set_weights(reference_model.get_weights())
-    assert mixed_model.get_layer("stem_conv" if family != "vargfacenet" else "head_conv").compute_dtype == policy.split("_")[1]
+    assert _first_conv(mixed_model).compute_dtype == policy.split("_")[1]
     embeddings = mixed_model(images, training=False)
     assert keras.backend.standardize_dtype(embeddings.dtype) == "float32"
     assert embeddings.shape == (4, SMALL_EMBEDDING_SIZE)
@@ -112,7 +103,7 @@ def test_get_builds_every_name_and_rejects_unknown_names():
         ["iresnet18", "iresnet34", "iresnet50", "iresnet100", "iresnet200",
          "mobilefacenet", "mobilefacenet_mbf", "vargfacenet"]
     )
-    backbone = models.get("MobileFaceNet-MBF", input_shape=(32, 32, 3), embedding_size=8)
+    backbone = models.get("MobileFaceNet-MBF", input_shape=(16, 16, 3), embedding_size=8)
     assert backbone.name == "mobilefacenet_mbf"
     assert backbone.output.shape == (None, 8)
     with pytest.raises(ValueError, match=r"Received: name='resnet50'"):
@@ -137,7 +128,7 @@ def test_argument_validation(factory):
 
 def test_unknown_depth_and_output_are_rejected():
     with pytest.raises(ValueError, match=r"depth.*Received: depth=77"):
-        models.iresnet(77)
+        models.build_iresnet(77)
     with pytest.raises(ValueError, match=r"Unknown embedding output.*Received: output='Z'"):
         models.iresnet18(output="Z")
     with pytest.raises(ValueError, match=r"Received: output='pooling'"):
@@ -155,11 +146,11 @@ def test_unknown_depth_and_output_are_rejected():
     ],
 )
 def test_preprocessing_modes(preprocessing, black, white):
-    backbone = models.mobilefacenet(input_shape=(32, 32, 3), preprocessing=preprocessing)
+    backbone = models.mobilefacenet(input_shape=(16, 16, 3), preprocessing=preprocessing)
     # The stem conv is strided, so its padding layer sees the preprocessed image.
     probe = keras.Model(backbone.input, backbone.get_layer("stem_conv_pad").input)
     for value, expected in ((0, black), (255, white)):
-        out = keras.ops.convert_to_numpy(probe(np.full((1, 32, 32, 3), value, "uint8")))
+        out = keras.ops.convert_to_numpy(probe(np.full((1, 16, 16, 3), value, "uint8")))
         np.testing.assert_allclose(out, expected, rtol=1e-6)
     has_layer = any(layer.name == "preprocessing" for layer in backbone.layers)
     assert has_layer == (preprocessing not in (None, False))

@@ -4,6 +4,7 @@ import pytest
 
 from keras_face import models
 from keras_face.models.iresnet import BLOCKS_PER_STAGE
+from tests.models.backbone_testing import randomize_weights
 
 # insightface arcface_torch, 512-d embeddings at 112x112 (the acceptance table).
 PUBLISHED = {
@@ -98,7 +99,7 @@ def test_matches_a_pytorch_reimplementation(se):
     torch_reference = pytest.importorskip("tests.models.torch_reference")
     keras.utils.set_random_seed(3)
     backbone = models.iresnet18(input_shape=(48, 40, 3), embedding_size=16, se=se)
-    torch_reference.randomize_weights(backbone)
+    randomize_weights(backbone)
     images = np.random.default_rng(0).integers(0, 256, (2, 48, 40, 3)).astype("uint8")
     expected = torch_reference.iresnet_forward(backbone, images, (2, 2, 2, 2), se=se).numpy()
     embeddings = keras.ops.convert_to_numpy(backbone(images, training=False))

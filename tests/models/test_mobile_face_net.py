@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 from keras_face import models
+from tests.models.backbone_testing import randomize_weights
 
 # Chen et al. 2018: 0.99 M parameters, 221 M MAdds (128-d, 112x112).
 PAPER_PARAMETERS = 0.99e6
@@ -76,7 +77,7 @@ def test_matches_a_pytorch_reimplementation(scale, factory):
     torch_reference = pytest.importorskip("tests.models.torch_reference")
     keras.utils.set_random_seed(4)
     backbone = factory(input_shape=(48, 40, 3), embedding_size=16)
-    torch_reference.randomize_weights(backbone)
+    randomize_weights(backbone)
     images = np.random.default_rng(0).integers(0, 256, (2, 48, 40, 3)).astype("uint8")
     expected = torch_reference.mobilefacenet_forward(backbone, images, scale).numpy()
     embeddings = keras.ops.convert_to_numpy(backbone(images, training=False))

@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 from keras_face import models
+from tests.models.backbone_testing import randomize_weights
 
 # Yan et al. 2019: 1.022 G FLOPs at 112x112 (a multiply-accumulate counted as 2 FLOPs).
 PAPER_FLOPS = 1.022e9
@@ -66,7 +67,7 @@ def test_matches_a_pytorch_reimplementation():
     torch_reference = pytest.importorskip("tests.models.torch_reference")
     keras.utils.set_random_seed(5)
     backbone = models.vargfacenet(input_shape=(48, 40, 3), embedding_size=16)
-    torch_reference.randomize_weights(backbone)
+    randomize_weights(backbone)
     images = np.random.default_rng(0).integers(0, 256, (2, 48, 40, 3)).astype("uint8")
     expected = torch_reference.vargfacenet_forward(backbone, images).numpy()
     embeddings = keras.ops.convert_to_numpy(backbone(images, training=False))

@@ -76,19 +76,6 @@ class KerasWeights:
         return x * gate
 
 
-def randomize_weights(model, seed=0):
-    """Give BN statistics, scales and PReLU slopes non-trivial values."""
-    rng = np.random.default_rng(seed)
-    for variable in model.weights:
-        shape = tuple(variable.shape)
-        if variable.name in ("gamma", "moving_variance"):
-            variable.assign(rng.uniform(0.5, 1.5, shape).astype("float32"))
-        elif variable.name in ("beta", "moving_mean", "bias"):
-            variable.assign(rng.normal(0.0, 0.1, shape).astype("float32"))
-        elif variable.name == "alpha":
-            variable.assign(rng.uniform(0.0, 0.5, shape).astype("float32"))
-
-
 def _to_nchw(images, scale=1.0 / 128.0):
     x = torch.from_numpy(np.asarray(images, dtype="float32")).permute(0, 3, 1, 2)
     return (x - 127.5) * scale
