@@ -19,6 +19,7 @@ class DataStats:
     counts are exact at the end of each pass over the data, when the reader also logs a
     warning on the `"keras_face.data"` logger if anything was skipped. Pass the same object
     to several readers to pool their counts, or read `dataset.stats` on the returned dataset.
+    Counts assume one iterator at a time over a dataset (as Keras `fit` and loops do).
 
     Args:
         name: str or `None`. Label used in reports. Defaults to `None`.

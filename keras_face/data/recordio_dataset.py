@@ -314,8 +314,8 @@ def read_recordio(
 
     Args:
         path: str or path-like. The `.rec` file; the `.idx` beside it is used.
-        batch_size: int or `None`. Batch size; `None` yields single images.
-            Defaults to `None`.
+        batch_size: int or `None`. Batch size; `None` yields single images. Batches never
+            span two passes. Defaults to `None`.
         shuffle: bool. Reshuffle the image order every pass (by index, over the whole
             pack). Defaults to `True`.
         seed: int or `None`. Seed of the shuffling and flipping; pass `p` uses

@@ -12,11 +12,12 @@ from keras_face.heads.base import MarginHead, validate_positive
 class AdaFace(MarginHead):
     r"""Quality-adaptive margin head (AdaFace).
 
-    The embedding norm, standardised by moving averages of its batch mean and standard
-    deviation, sets both an angular and an additive margin: high-norm (high-quality)
-    samples get an angular, ArcFace-like margin, low-norm ones an additive,
-    CosFace-like one. With `c` clipped to `[-1 + eps, 1 - eps]` for every class and
-    `a = clip(||x||, 0.001, 100)` (no gradient):
+    The embedding norm, a proxy of image quality, is standardised by moving averages of
+    its batch mean and standard deviation and sets both an angular and an additive
+    margin: a low norm gives ArcFace's `cos(theta + m)` (de-emphasising hard samples), an
+    average norm CosFace's `cos(theta) - m`, a high norm `cos(theta - m) - 2m`
+    (emphasising hard samples). With `c` clipped to `[-1 + eps, 1 - eps]` for every class
+    and `a = clip(||x||, 0.001, 100)` (no gradient):
 
     $$\hat z = \mathrm{clip}\Bigl(h \, \frac{a - \mu}{\sigma + \epsilon}, -1, 1\Bigr),
     \qquad g_{angle} = -m \hat z, \qquad g_{add} = m + m \hat z,$$

@@ -79,6 +79,43 @@ class FaceTrainingModel(keras.Model):
             metrics = [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
         super().compile(optimizer=optimizer, loss=loss, metrics=metrics, **kwargs)
 
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        # Under a tf.distribute strategy, Keras (3.15) builds the metrics and the loss
+        # from the shapes of a real batch, which it first averages across replicas with
+        # `strategy.reduce`; under MultiWorkerMirroredStrategy that reduce fails
+        # ("Attempt to convert a value (PerReplica...) to a Tensor"). The shapes and
+        # dtypes are known from the model's inputs: `((image, label), label)`.
+        if self._distribute_strategy is None:
+            return
+        image, label = self.inputs
+        with self.distribute_strategy.scope():
+            self._symbolic_build(data_batch=((image, label), label))
+
+    def _multi_worker(self):
+        strategy = self._distribute_strategy
+        if strategy is None:
+            return False
+        import tensorflow as tf  # a distribution strategy implies the TensorFlow backend
+
+        return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and (
+            strategy.extended._in_multi_worker_mode()
+        )
+
+    def _as_multi_worker_logs(self, logs):
+        # Keras (3.15) averages the step's logs across workers with
+        # `strategy.reduce("MEAN", value, axis=0)`, which fails on scalars ("Invalid
+        # reduction dimension 0 for input with 0 dimensions", tensorflow#72388). Give
+        # every value a leading axis of 1: the reduction then returns the mean scalar.
+        if not self._multi_worker():
+            return logs
+        return {name: keras.ops.reshape(value, (1,)) for name, value in logs.items()}
+
+    def train_step(self, *args, **kwargs):
+        return self._as_multi_worker_logs(super().train_step(*args, **kwargs))
+
+    def test_step(self, *args, **kwargs):
+        return self._as_multi_worker_logs(super().test_step(*args, **kwargs))
+
     def compile_from_config(self, config):
         # `compile` only adds defaults, so a saved compile config replays through it.
         config = keras.saving.deserialize_keras_object(config)
