@@ -11,9 +11,10 @@ times, alternately and several times each, full passes of
 and prints images/s (median and best wall clock), images per CPU-second (process CPU time,
 all threads: the fairer number on a machine shared with other work) and the ratios.
 
-Writing float32 batches makes fresh memory pages each batch; on small VMs the page faults
-(not the arithmetic) dominate normalisation. `--allocator bfc` sets
-`TF_CPU_ALLOCATOR_USE_BFC=true` (TensorFlow's caching CPU allocator) to show that cost.
+Normalising writes float32 batches, four times the bytes of uint8 ones; the faults/img column
+counts the fresh memory pages this touches. `--allocator bfc` sets
+`TF_CPU_ALLOCATOR_USE_BFC=true` (TensorFlow's caching CPU allocator, no page faults) for
+comparison.
 
     python benchmarks/data.py --num-images 4000 --repeats 5
     python benchmarks/data.py --allocator bfc

@@ -114,7 +114,20 @@ def _rewrite_notebook_links(content, page, files):
     return _NOTEBOOK_LINK.sub(replace, content)
 
 
+_TOC_MATH = re.compile(r"\\\((.*?)\\\)", re.S)
+
+
+def _convert_toc_titles(items, page):
+    """Math in a heading also shows in the table of contents: convert it there too."""
+    for item in items:
+        if "\\(" in item.title:
+            item.title = _TOC_MATH.sub(lambda m: _to_mathml(m.group(1), False, page), item.title)
+        _convert_toc_titles(item.children, page)
+
+
 def on_page_content(content, page, config, files):
+    if getattr(page, "toc", None) is not None:
+        _convert_toc_titles(page.toc, page)
     content = _ARITHMATEX_BLOCK.sub(lambda m: _to_mathml(m.group(1), True, page), content)
     content = _ARITHMATEX_INLINE.sub(lambda m: _to_mathml(m.group(1), False, page), content)
     if page.file.src_uri.endswith(".ipynb"):

@@ -73,7 +73,8 @@ class RecordIOImagePack:
         path: str or path-like. The `.rec` file.
         index_path: str, path-like, `"auto"` or `None`. See `keras_face.data.RecordIOReader`.
             Defaults to `"auto"`.
-        layout: str. `"auto"` (insightface when record 0 is a valid header, else plain),
+        layout: str. `"auto"` (insightface when record 0 is a header record: flag 2, integer
+            labels `[a, b]` with `1 <= a <= b`, no image; else plain),
             `"insightface"` or `"plain"`. Defaults to `"auto"`.
 
     Example:
@@ -103,7 +104,8 @@ class RecordIOImagePack:
             header, data = unpack_header(self.reader.read_at_position(position))
         except ValueError:
             return None
-        if header.flag != 2 or len(data):
+        # An im2rec image with two labels also has flag 2: a header record holds no image.
+        if header.flag != 2 or (len(data) and image_format_of(data) is not None):
             return None
         first, end = (float(value) for value in header.label)
         if first != int(first) or end != int(end) or not 1 <= first <= end:
@@ -115,7 +117,7 @@ class RecordIOImagePack:
         if layout == "insightface" and header is None:
             raise RecordIOError(
                 f"{self.path}: layout='insightface' needs record 0 to be a header with flag 2, "
-                "labels [a, b] (1 <= a <= b) and no image data; it is not. Use layout='plain'."
+                "labels [a, b] (1 <= a <= b) and no image; it is not. Use layout='plain'."
             )
         if layout == "plain" or header is None:
             return "plain", np.arange(len(self.reader), dtype=np.int64), None

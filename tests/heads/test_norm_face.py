@@ -75,20 +75,26 @@ def test_optimizer_step_projects_the_scale_onto_min_scale():
     assert float(keras.ops.convert_to_numpy(head.scale_variable)) == pytest.approx(0.01)
 
 
-@pytest.mark.parametrize("trainable_scale", [True, False])
-def test_layer_battery(trainable_scale):
+def test_layer_battery():
     rng = np.random.default_rng(0)
     embeddings = rng.normal(size=(8, 16)).astype("float32")
     labels = rng.integers(0, 5, size=(8,)).astype("int32")
     layer = run_layer_test(
         NormFace,
-        {"num_classes": 5, "scale": 12.0, "trainable_scale": trainable_scale, "min_scale": 0.1},
+        {"num_classes": 5, "scale": 12.0, "trainable_scale": True, "min_scale": 0.1},
         [embeddings, labels],
         fit_targets=labels,
         expected_output_shape=(8, 5),
         training_for_outputs=True,
     )
-    assert len(layer.trainable_weights) == (2 if trainable_scale else 1)
+    assert len(layer.trainable_weights) == 2
+
+
+def test_fixed_scale_config_and_weights():
+    layer = NormFace.from_config(NormFace(5, scale=20.0, trainable_scale=False).get_config())
+    assert (layer.scale, layer.trainable_scale) == (20.0, False)
+    layer.build([(None, 16), (None,)])
+    assert [w.path for w in layer.weights] == [layer.kernel.path]
 
 
 def test_get_and_bad_arguments():

@@ -12,8 +12,14 @@ PAPER_MADDS = 221e6
 MBF_PUBLISHED_FLOPS = 0.45e9
 
 
-def test_paper_sizes():
-    backbone = models.mobilefacenet()
+@pytest.fixture(scope="module")
+def paper_model():
+    """The paper's MobileFaceNet (112x112, 128-d), built once for this module."""
+    return models.mobilefacenet()
+
+
+def test_paper_sizes(paper_model):
+    backbone = paper_model
     assert backbone.output.shape == (None, 128)
     assert models.count_flops(backbone) == 221_011_968
     assert abs(models.count_flops(backbone) - PAPER_MADDS) <= 0.01 * PAPER_MADDS
@@ -30,8 +36,8 @@ def test_paper_sizes():
     assert conv_and_fc == 976_000
 
 
-def test_paper_table_structure():
-    backbone = models.mobilefacenet()
+def test_paper_table_structure(paper_model):
+    backbone = paper_model
     # Table 1: 56x56x64 after the stem, then 28, 14, 7 with 64, 128, 128 channels.
     assert backbone.get_layer("stem_depthwise_prelu").output.shape == (None, 56, 56, 64)
     assert backbone.get_layer("stage1_block5_add").output.shape == (None, 28, 28, 64)
