@@ -35,7 +35,7 @@ def count_parameters(model):
     Example:
         ```python
         backbone = keras_face.models.iresnet50()
-        keras_face.models.count_parameters(backbone)  # 43,586,624 (published: 43.59 M)
+        keras_face.models.count_parameters(backbone)  # 43,590,848 (published: 43.59 M)
         ```
     """
     statistics = set()

@@ -210,8 +210,8 @@ def iresnet34(
     """IR-ResNet-34 (blocks per stage 3, 4, 6, 3).
 
     Published size (insightface arcface_torch, 512-d, 112x112): 34.14 M parameters.
-    `keras_face.models.count_parameters` gives 34,138,432 and
-    `keras_face.models.count_flops` 4.480 G.
+    `keras_face.models.count_parameters` gives 34,139,328 and
+    `keras_face.models.count_flops` 4.460 G.
 
     Args:
         input_shape: `(height, width, channels)`; at least 16x16. Defaults to
@@ -250,7 +250,7 @@ def iresnet50(
 
     Published size (insightface arcface_torch, 512-d, 112x112): 43.59 M parameters,
     6.3 G FLOPs (multiply-accumulates). `keras_face.models.count_parameters` gives
-    43,586,624 and `keras_face.models.count_flops` 6.309 G.
+    43,590,848 and `keras_face.models.count_flops` 6.309 G.
 
     Args:
         input_shape: `(height, width, channels)`; at least 16x16. Defaults to
@@ -289,7 +289,7 @@ def iresnet100(
 
     Published size (insightface arcface_torch, 512-d, 112x112): 65.16 M parameters,
     12.1 G FLOPs (multiply-accumulates). `keras_face.models.count_parameters` gives
-    65,155,648 and `keras_face.models.count_flops` 12.089 G.
+    65,156,160 and `keras_face.models.count_flops` 12.090 G.
 
     Args:
         input_shape: `(height, width, channels)`; at least 16x16. Defaults to
@@ -328,7 +328,7 @@ def iresnet200(
 
     Published size (insightface arcface_torch, 512-d, 112x112): 118.83 M parameters,
     23.5 G FLOPs (multiply-accumulates). `keras_face.models.count_parameters` gives
-    118,828,608 and `keras_face.models.count_flops` 23.418 G.
+    118,833,920 and `keras_face.models.count_flops` 23.419 G.
 
     Args:
         input_shape: `(height, width, channels)`; at least 16x16. Defaults to

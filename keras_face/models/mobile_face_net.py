@@ -139,8 +139,9 @@ def mobilefacenet(
     """MobileFaceNet, the paper's network (128-d embeddings, global depthwise output).
 
     Published size (Chen et al. 2018, 128-d, 112x112): 0.99 M parameters, 221 M MAdds.
-    `keras_face.models.count_parameters` gives 1,000,000 and
-    `keras_face.models.count_flops` 0.000 G (see `docs/models.md` for the difference).
+    `keras_face.models.count_parameters` gives 1,003,136 (0.976 M of them convolution
+    and FC weights, the rest BN and PReLU parameters) and `keras_face.models.count_flops`
+    221.0 M.
 
     Args:
         input_shape: `(height, width, channels)`; at least 16x16. Defaults to
@@ -178,8 +179,10 @@ def mobilefacenet_mbf(
     """insightface's "mbf": MobileFaceNet with doubled block widths, 512-d embeddings.
 
     Published size (insightface arcface_torch "mobilefacenet-0.45G", 512-d, 112x112):
-    0.45 G FLOPs (multiply-accumulates). `keras_face.models.count_parameters` gives
-    1,000,000 and `keras_face.models.count_flops` 0.000 G.
+    0.45 G FLOPs (ptflops' multiply-accumulates, BN and PReLU included).
+    `keras_face.models.count_parameters` gives 2,059,520 and
+    `keras_face.models.count_flops` 0.438 G (conv and FC only; 0.449 G with BN and PReLU
+    counted as ptflops does).
 
     Args:
         input_shape: `(height, width, channels)`; at least 16x16. Defaults to

@@ -189,8 +189,10 @@ def vargfacenet(
     """VarGFaceNet: variable group convolutions, head setting and embedding setting.
 
     Published size (Yan et al. 2019, 512-d, 112x112): 1.022 G FLOPs (the LFR 2019
-    challenge's 1 G budget). `keras_face.models.count_parameters` gives 1,000,000 and
-    `keras_face.models.count_flops` 0.000 G (see `docs/models.md` for the difference).
+    challenge's 1 G budget), counting a multiply-accumulate as two FLOPs.
+    `keras_face.models.count_flops` gives 0.513 G multiply-accumulates (1.025 G FLOPs)
+    and `keras_face.models.count_parameters` 5,198,292 (the paper gives no parameter
+    count).
 
     Args:
         input_shape: `(height, width, channels)`; at least 16x16; `(112, 112, 3)` and

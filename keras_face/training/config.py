@@ -64,12 +64,12 @@ DEFAULT_CONFIG = {
     },
     "head": {
         "name": "arcface",
-        "scale": 32.0,
+        "scale": 16.0,
         "margin": 0.5,
     },
     "optimizer": {
         "name": "sgd",
-        "learning_rate": 0.1,
+        "learning_rate": 0.02,
         "momentum": 0.9,
         "weight_decay": 5e-4,
         "weight_decay_mode": "auto",

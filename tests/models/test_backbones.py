@@ -159,3 +159,21 @@ def test_preprocessing_modes(preprocessing, black, white):
         np.testing.assert_allclose(out, expected, rtol=1e-6)
     has_layer = any(layer.name == "preprocessing" for layer in backbone.layers)
     assert has_layer == (preprocessing not in (None, False))
+
+
+@pytest.mark.tf_only
+def test_fit_under_mirrored_strategy():
+    import tensorflow as tf
+
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0"])
+    with strategy.scope():
+        backbone = SMALL_BACKBONES["mobilefacenet"]()
+        model = _training_model(backbone, 4)
+        model.compile(
+            optimizer=keras.optimizers.SGD(0.01),
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            jit_compile=False,
+        )
+    images, labels = synthetic_identities(4, 4)
+    history = model.fit([images, labels], labels, batch_size=8, epochs=2, verbose=0)
+    assert np.all(np.isfinite(history.history["loss"]))

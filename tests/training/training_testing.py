@@ -51,7 +51,7 @@ def script_environment(**extra):
     return env
 
 
-def run_script(name, *args, timeout=180, env=None, check=True):
+def run_script(name, *args, timeout=900, env=None, check=True):
     """Run `tests/training/<name>` in a fresh Python process; return the CompletedProcess."""
     completed = subprocess.run(
         [sys.executable, os.path.join(HERE, name), *map(str, args)],
