@@ -6,6 +6,8 @@ rely on them. Only `keras.layers` are used: the backbones run on TensorFlow, JAX
 PyTorch.
 """
 
+import numbers
+
 import keras
 
 # PyTorch's BatchNorm momentum 0.1 and MXNet's momentum 0.9 are both Keras' 0.9 (Keras
@@ -49,17 +51,16 @@ def validate_backbone_arguments(input_shape, embedding_size, dropout, total_stri
             f"The input must be at least {total_stride}x{total_stride}, the network's "
             f"total stride. Received: input_shape={input_shape!r}"
         )
-    if isinstance(embedding_size, bool) or not isinstance(embedding_size, int):
+    if (
+        isinstance(embedding_size, bool)
+        or not isinstance(embedding_size, numbers.Integral)
+        or embedding_size <= 0
+    ):
         raise ValueError(
-            f"`embedding_size` must be a positive integer. "
+            "`embedding_size` must be a positive integer. "
             f"Received: embedding_size={embedding_size!r}"
         )
-    if embedding_size <= 0:
-        raise ValueError(
-            f"`embedding_size` must be a positive integer. "
-            f"Received: embedding_size={embedding_size!r}"
-        )
-    if not 0.0 <= float(dropout) < 1.0:
+    if not isinstance(dropout, numbers.Real) or not 0.0 <= dropout < 1.0:
         raise ValueError(f"`dropout` must be in [0, 1). Received: dropout={dropout!r}")
     return shape
 

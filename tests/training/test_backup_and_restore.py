@@ -74,7 +74,8 @@ def test_backup_files_and_finished_state(tmp_path, small_model):
     dataset = training.make_training_dataset(images, labels, 4, epochs=2)
     small_model.fit(dataset, epochs=2, steps_per_epoch=4, callbacks=[backup], verbose=0)
     files = sorted(os.listdir(tmp_path / "backup"))
-    assert files == ["ckpt-0000000006.weights.h5", "ckpt-0000000008.weights.h5", "latest.json"]
+    # Saved at steps 3, 4 (epoch end), 7 and 8 (epoch end); the last two are kept.
+    assert files == ["ckpt-0000000007.weights.h5", "ckpt-0000000008.weights.h5", "latest.json"]
     state = training.read_backup_state(tmp_path / "backup")
     assert state == {
         "epoch": 2, "step_in_epoch": 0, "global_step": 8,
