@@ -20,8 +20,7 @@ import keras
 import numpy as np
 from tqdm import tqdm
 
-from keras_face import heads
-from keras_face import models
+from keras_face import heads, models
 
 # Published sizes at 112x112 (parameters, FLOPs as multiply-accumulates); see docs/models.md.
 PUBLISHED = {

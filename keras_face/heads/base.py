@@ -235,13 +235,22 @@ class MarginHead(keras.layers.Layer):
     # ----------------------------------------------------------------------------------
     # Shared pieces.
     def column_cosines(self, normalized_embeddings, kernel=None):
-        """`x_hat @ W / ||W_j||`, clipped to [-1, 1], for every column of the kernel."""
+        """`x_hat @ W / ||W_j||`, clipped to [-1, 1], for every column of the kernel.
+
+        The product is multiplied by the `(C,)` inverse column norms rather than
+        materialising a normalised copy of the kernel. The clip only removes float32
+        rounding (`|x_hat . w_hat| <= 1` exactly), so its values are exact and its gradient
+        is the identity (straight through): an exact clip's gradient costs several more
+        passes over the `(B, C)` matrix in TensorFlow graphs, for entries that differ from
+        the unclipped ones by one ulp.
+        """
         kernel = self.kernel if kernel is None else kernel
-        column_norms = ops.sqrt(
+        inverse_norms = 1.0 / ops.sqrt(
             ops.maximum(ops.sum(ops.square(kernel), axis=0), NORM_EPSILON**2)
         )
-        products = ops.matmul(normalized_embeddings, kernel)
-        return ops.clip(products / column_norms, -1.0, 1.0)
+        cosine = ops.matmul(normalized_embeddings, kernel) * inverse_norms
+        # cosine + (clip(cosine) - cosine) is exactly clip(cosine) in float32 (Sterbenz).
+        return cosine + ops.stop_gradient(ops.clip(cosine, -1.0, 1.0) - cosine)
 
     @staticmethod
     def normalize(embeddings):
@@ -336,11 +345,38 @@ class MarginHead(keras.layers.Layer):
         labels = ops.cast(labels, "int32")
         return backend_ops.check_label_range(labels, self.num_classes, name)
 
+    def target_indices(self, labels):
+        """`(B, 2)` indices `(i, y_i)` of the target entries; labels clipped into range.
+
+        Out-of-range labels raise before this (`_validate_labels`), except under XLA,
+        which drops the check: the clip keeps the gather and scatter in bounds there, and
+        `write_target` marks those rows with NaN.
+        """
+        rows = ops.arange(ops.shape(labels)[0], dtype="int32")
+        return ops.stack([rows, ops.clip(labels, 0, self.num_classes - 1)], axis=1)
+
+    def gather_target(self, cosine, labels):
+        """`cosine[i, y_i]`, `(B,)`, gathered from the flattened matrix.
+
+        A flat gather costs O(B) forward and one scatter backward; `take_along_axis`
+        broadcasts and transposes the whole `(B, C)` matrix on TensorFlow.
+        """
+        indices = self.target_indices(labels)
+        flat = indices[:, 0] * self.num_classes + indices[:, 1]
+        return ops.take(ops.reshape(cosine, (-1,)), flat)
+
     def write_target(self, logits, labels, target):
-        """Put `target` (B,) in column `labels` (B,) of `logits` (B, C) via a boolean mask."""
-        columns = ops.arange(self.num_classes, dtype="int32")
-        is_target = ops.expand_dims(labels, 1) == ops.expand_dims(columns, 0)
-        return ops.where(is_target, ops.expand_dims(target, 1), logits)
+        """Put `target` (B,) in column `labels` (B,) of `logits` (B, C) by a scatter.
+
+        A row whose label is out of range (possible only under XLA, which drops the
+        range check's Assert) gets NaN, so the loss turns NaN instead of silently
+        training on a row without a target column. The scatter is O(B) work (one copy of
+        the matrix at most); a boolean mask would add several `(B, C)` passes forward and
+        backward.
+        """
+        valid = ops.logical_and(labels >= 0, labels < self.num_classes)
+        target = ops.where(valid, target, float("nan"))
+        return ops.scatter_update(logits, self.target_indices(labels), target)
 
     # ----------------------------------------------------------------------------------
     def call(self, inputs, training=None):
@@ -356,19 +392,14 @@ class MarginHead(keras.layers.Layer):
         if labels is None or not training:
             return self.logit_scale(norms) * cosine
         labels = self._validate_labels(labels, embeddings)
-        target_cosine = ops.take_along_axis(
-            cosine, ops.expand_dims(labels, 1), axis=1
-        )[:, 0]
+        target_cosine = self.gather_target(cosine, labels)
         # "Update, then use": the references update their state before using it.
         self.update_state(cosine, target_cosine, norms)
         logits = self.nontarget_logits(cosine, target_cosine, norms)
         target = self.target_logits(target_cosine, norms)
-        logits = self.write_target(logits, labels, ops.cast(target, "float32"))
         # XLA (TensorFlow's `jit_compile=True`, the default on GPUs) drops the range
-        # check's Assert: a row with an out-of-range label gets NaN logits, so the loss
-        # turns NaN instead of silently training on a row without a target column.
-        valid = ops.logical_and(labels >= 0, labels < self.num_classes)
-        return ops.where(ops.expand_dims(valid, 1), logits, float("nan"))
+        # check's Assert: `write_target` then gives NaN logits (and loss) on bad rows.
+        return self.write_target(logits, labels, ops.cast(target, "float32"))
 
     def get_config(self):
         config = super().get_config()

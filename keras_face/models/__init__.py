@@ -6,21 +6,20 @@ that they run on the TensorFlow, JAX and PyTorch backends. `count_parameters` an
 `count_flops` report sizes the way the papers and insightface do.
 """
 
-from keras_face.models.counting import count_flops
-from keras_face.models.counting import count_parameters
-from keras_face.models.embedding import EMBEDDING_OUTPUTS
-from keras_face.models.embedding import apply_embedding_output
+from keras_face.models.counting import count_flops, count_parameters
+from keras_face.models.embedding import EMBEDDING_OUTPUTS, apply_embedding_output
 from keras_face.models.frozen_scale_batch_normalization import (
     FrozenScaleBatchNormalization,
 )
-from keras_face.models.iresnet import build_iresnet
-from keras_face.models.iresnet import iresnet18
-from keras_face.models.iresnet import iresnet34
-from keras_face.models.iresnet import iresnet50
-from keras_face.models.iresnet import iresnet100
-from keras_face.models.iresnet import iresnet200
-from keras_face.models.mobile_face_net import mobilefacenet
-from keras_face.models.mobile_face_net import mobilefacenet_mbf
+from keras_face.models.iresnet import (
+    build_iresnet,
+    iresnet18,
+    iresnet34,
+    iresnet50,
+    iresnet100,
+    iresnet200,
+)
+from keras_face.models.mobile_face_net import mobilefacenet, mobilefacenet_mbf
 from keras_face.models.varg_face_net import vargfacenet
 
 _BACKBONES = {
@@ -69,10 +68,10 @@ __all__ = [
     "EMBEDDING_OUTPUTS",
     "FrozenScaleBatchNormalization",
     "apply_embedding_output",
+    "build_iresnet",
     "count_flops",
     "count_parameters",
     "get",
-    "build_iresnet",
     "iresnet18",
     "iresnet34",
     "iresnet50",

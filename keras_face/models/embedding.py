@@ -14,8 +14,7 @@ The last layer always computes in float32 so that the embedding is float32 under
 
 import keras
 
-from keras_face.models.blocks import apply_batch_normalization
-from keras_face.models.blocks import BATCH_NORM_MOMENTUM
+from keras_face.models.blocks import BATCH_NORM_MOMENTUM, apply_batch_normalization
 from keras_face.models.frozen_scale_batch_normalization import (
     FrozenScaleBatchNormalization,
 )

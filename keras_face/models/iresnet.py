@@ -16,16 +16,20 @@ BN epsilon is 1e-5 and momentum 0.9 (PyTorch's 0.1), as in arcface_torch.
 
 import keras
 
-from keras_face.models.blocks import apply_batch_normalization
-from keras_face.models.blocks import apply_conv
-from keras_face.models.blocks import apply_conv_bn_block
-from keras_face.models.blocks import apply_preprocessing
-from keras_face.models.blocks import apply_prelu
-from keras_face.models.blocks import apply_squeeze_excitation_block
-from keras_face.models.blocks import validate_backbone_arguments
-from keras_face.models.blocks import validate_preprocessing
-from keras_face.models.embedding import apply_embedding_output
-from keras_face.models.embedding import validate_embedding_output
+from keras_face.models.blocks import (
+    apply_batch_normalization,
+    apply_conv,
+    apply_conv_bn_block,
+    apply_prelu,
+    apply_preprocessing,
+    apply_squeeze_excitation_block,
+    validate_backbone_arguments,
+    validate_preprocessing,
+)
+from keras_face.models.embedding import (
+    apply_embedding_output,
+    validate_embedding_output,
+)
 
 BLOCKS_PER_STAGE = {
     18: (2, 2, 2, 2),

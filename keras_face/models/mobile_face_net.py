@@ -26,12 +26,16 @@ BN epsilon is 1e-5, as there.
 
 import keras
 
-from keras_face.models.blocks import apply_conv_bn_block
-from keras_face.models.blocks import apply_preprocessing
-from keras_face.models.blocks import validate_backbone_arguments
-from keras_face.models.blocks import validate_preprocessing
-from keras_face.models.embedding import apply_embedding_output
-from keras_face.models.embedding import validate_embedding_output
+from keras_face.models.blocks import (
+    apply_conv_bn_block,
+    apply_preprocessing,
+    validate_backbone_arguments,
+    validate_preprocessing,
+)
+from keras_face.models.embedding import (
+    apply_embedding_output,
+    validate_embedding_output,
+)
 
 BATCH_NORM_EPSILON = 1e-5
 # Stem conv and three stride-2 bottlenecks.
@@ -141,7 +145,7 @@ def mobilefacenet(
     Published size (Chen et al. 2018, 128-d, 112x112): 0.99 M parameters, 221 M MAdds.
     `keras_face.models.count_parameters` gives 1,003,136 (0.976 M of them convolution
     and FC weights, the rest BN and PReLU parameters) and `keras_face.models.count_flops`
-    221.0 M.
+    220.97 M.
 
     Args:
         input_shape: `(height, width, channels)`; at least 16x16. Defaults to

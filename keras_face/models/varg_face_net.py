@@ -24,13 +24,15 @@ The variable group conv of the embedding covers the whole last feature map, so b
 
 import keras
 
-from keras_face.models.blocks import apply_batch_normalization
-from keras_face.models.blocks import apply_conv_bn_block
-from keras_face.models.blocks import apply_preprocessing
-from keras_face.models.blocks import apply_prelu
-from keras_face.models.blocks import apply_squeeze_excitation_block
-from keras_face.models.blocks import validate_backbone_arguments
-from keras_face.models.blocks import validate_preprocessing
+from keras_face.models.blocks import (
+    apply_batch_normalization,
+    apply_conv_bn_block,
+    apply_prelu,
+    apply_preprocessing,
+    apply_squeeze_excitation_block,
+    validate_backbone_arguments,
+    validate_preprocessing,
+)
 from keras_face.models.embedding import apply_embedding_output
 
 BATCH_NORM_EPSILON = 2e-5

@@ -16,6 +16,7 @@ import keras_face
 NUM_CLASSES, INPUT_DIM, PER_CLASS = 4, 8, 32
 # Per-head constructor arguments for this small problem (none needed so far).
 FIT_KWARGS = {}
+RUN_EAGERLY = False
 
 
 def clusters(seed=0):
@@ -47,7 +48,7 @@ def test_fit_lowers_the_loss_and_rejects_bad_labels(name):
     model.compile(
         optimizer=keras.optimizers.Adam(0.02),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        run_eagerly=True,
+        run_eagerly=RUN_EAGERLY,
     )
     before = training_cross_entropy(model, inputs, labels)
     history = model.fit([inputs, labels], labels, epochs=4, batch_size=32, verbose=0)
@@ -61,5 +62,5 @@ def test_fit_lowers_the_loss_and_rejects_bad_labels(name):
     # A label out of range inside fit.
     bad = labels.copy()
     bad[5] = 9
-    with pytest.raises(ValueError, match=rf"num_classes={NUM_CLASSES}\b.*9"):
+    with pytest.raises(Exception, match=rf"num_classes={NUM_CLASSES}\b(.|\n)*9"):
         model.fit([inputs, bad], labels, epochs=1, batch_size=32, verbose=0)

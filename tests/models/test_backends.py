@@ -1,9 +1,13 @@
-"""The backbones on the JAX and PyTorch backends, each in a subprocess of its own.
+"""The backbones on the JAX and PyTorch backends.
 
-The smallest model of each family is built by this process (TensorFlow) and, by the same
-factory, in a subprocess running another Keras backend; given this process's weights it
-must give the same embeddings there. The subprocess also checks that TensorFlow was
-never imported (models/ must run without it).
+Run on the TensorFlow backend (plain `pytest`), the smallest model of each family is
+built here and, by the same factory, in a subprocess running JAX or PyTorch; given this
+process's weights it must give the same embeddings there, and the subprocess checks that
+TensorFlow was never imported (models/ must run without it).
+
+Run on JAX or PyTorch (as CI does with `KERAS_BACKEND=jax pytest tests/models/test_backends.py`),
+the same models run in this process and are compared with the PyTorch re-implementation
+of `tests/models/torch_reference.py`; the subprocess cases are skipped there.
 """
 
 import importlib.util
@@ -16,11 +20,14 @@ import keras
 import numpy as np
 import pytest
 
-from tests.models.backbone_testing import SMALL_BACKBONES
-from tests.models.backbone_testing import SMALL_EMBEDDING_SIZE
-from tests.models.backbone_testing import randomize_weights
-from tests.models.backbone_testing import synthetic_identities
+from tests.models.backbone_testing import (
+    SMALL_BACKBONES,
+    SMALL_EMBEDDING_SIZE,
+    randomize_weights,
+    synthetic_identities,
+)
 
+CURRENT_BACKEND = keras.backend.backend()
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 SCRIPT = textwrap.dedent(
@@ -85,6 +92,8 @@ def tensorflow_reference(tmp_path_factory):
 
 @pytest.mark.parametrize("backend, family", CASES)
 def test_smallest_model_runs_on_another_backend(backend, family, tensorflow_reference):
+    if CURRENT_BACKEND != "tensorflow":
+        pytest.skip("started from the TensorFlow backend only (this run tests its own)")
     if importlib.util.find_spec(backend) is None:
         pytest.skip(f"{backend} is not installed")
     image_path, path = tensorflow_reference(family)
@@ -95,6 +104,35 @@ def test_smallest_model_runs_on_another_backend(backend, family, tensorflow_refe
         capture_output=True,
         text=True,
         timeout=600,
+        check=False,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "backend ok" in result.stdout
+
+
+@pytest.mark.parametrize(
+    "family",
+    [
+        pytest.param(family, marks=[pytest.mark.slow] if family == "vargfacenet" else [])
+        for family in sorted(SMALL_BACKBONES)
+    ],
+)
+def test_smallest_model_on_the_current_backend(family):
+    if CURRENT_BACKEND == "tensorflow":
+        pytest.skip("the TensorFlow backend is covered by the family tests")
+    torch_reference = pytest.importorskip("tests.models.torch_reference")
+    keras.utils.set_random_seed(0)
+    backbone = SMALL_BACKBONES[family]()
+    randomize_weights(backbone)
+    images, _ = synthetic_identities(2, 1)
+    embeddings = backbone(images, training=False)
+    assert keras.backend.standardize_dtype(embeddings.dtype) == "float32"
+    embeddings = keras.ops.convert_to_numpy(embeddings)
+    reference = {
+        "iresnet18": lambda: torch_reference.iresnet_forward(backbone, images, (2, 2, 2, 2)),
+        "mobilefacenet": lambda: torch_reference.mobilefacenet_forward(backbone, images, 1),
+        "vargfacenet": lambda: torch_reference.vargfacenet_forward(backbone, images),
+    }[family]().numpy()
+    np.testing.assert_allclose(
+        embeddings, reference, rtol=1e-3, atol=1e-3 * np.max(np.abs(reference))
+    )
