@@ -1,4 +1,4 @@
-"""ElasticFace: ArcFace and CosFace with a random margin per sample (ElasticArcFace, ElasticCosFace)."""
+"""ElasticFace: ArcFace and CosFace with a random margin per sample."""
 
 import keras
 from keras import ops

@@ -1,7 +1,7 @@
 """Sub-center ArcFace: K sub-centres per class, and the dataset-cleaning helper."""
 
-import collections
 import math
+import typing
 
 import keras
 import numpy as np
@@ -10,20 +10,24 @@ from tqdm.auto import tqdm
 
 from keras_face.heads.arc_face import ArcFace
 
-SubCenterOutliers = collections.namedtuple(
-    "SubCenterOutliers", ["dominant_sub_centers", "outlier_mask", "angles"]
-)
-SubCenterOutliers.__doc__ = """Result of `SubCenterArcFace.find_outliers`.
 
-Attributes:
-    dominant_sub_centers: int32 array `(num_classes,)`. Per class, the sub-centre
-        closest to the largest number of its samples; `-1` for classes without samples.
-    outlier_mask: bool array `(num_samples,)`. `True` where a sample is not within
-        `threshold_degrees` of its class's dominant sub-centre (the samples insightface's
-        `drop.py` removes).
-    angles: float32 array `(num_samples,)`. Angle in degrees between each sample and its
-        class's dominant sub-centre.
-"""
+class SubCenterOutliers(typing.NamedTuple):
+    """Result of `SubCenterArcFace.find_outliers`.
+
+    Attributes:
+        dominant_sub_centers: int32 array `(num_classes,)`. Per class, the sub-centre
+            closest to the largest number of its samples; `-1` for classes without
+            samples.
+        outlier_mask: bool array `(num_samples,)`. `True` where a sample is not within
+            `threshold_degrees` of its class's dominant sub-centre (the samples
+            insightface's `drop.py` removes).
+        angles: float32 array `(num_samples,)`. Angle in degrees between each sample
+            and its class's dominant sub-centre.
+    """
+
+    dominant_sub_centers: np.ndarray
+    outlier_mask: np.ndarray
+    angles: np.ndarray
 
 
 @keras.saving.register_keras_serializable(package="keras_face")

@@ -72,7 +72,8 @@ def targets_at(angles_degrees, fallback, margin=MARGIN):
         embeddings[row] = 0.0
         embeddings[row, :2] = [math.cos(angle), math.sin(angle)]
         labels[row] = 0
-    layer = edge_cases.set_kernel(ArcFace(5, scale=1.0, margin=margin, fallback=fallback), cases.kernel)
+    layer = ArcFace(5, scale=1.0, margin=margin, fallback=fallback)
+    layer = edge_cases.set_kernel(layer, cases.kernel)
     out = keras.ops.convert_to_numpy(layer([embeddings, labels], training=True))
     return out[: len(angles_degrees), 0].astype(np.float64)
 
@@ -114,7 +115,13 @@ def test_layer_battery():
     labels = rng.integers(0, 5, size=(8,)).astype("int32")
     layer = run_layer_test(
         ArcFace,
-        {"num_classes": 5, "scale": 32.0, "margin": 0.4, "fallback": "reflect", "gradient": "detached"},
+        {
+            "num_classes": 5,
+            "scale": 32.0,
+            "margin": 0.4,
+            "fallback": "reflect",
+            "gradient": "detached",
+        },
         [embeddings, labels],
         fit_targets=labels,
         expected_output_shape=(8, 5),

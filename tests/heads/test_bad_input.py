@@ -1,8 +1,8 @@
 """Every head rejects bad input with a clear error, and handles batches of 1 and 0.
 
 Parametrised over `keras_face.heads.names()`, so every registered head is included.
-The out-of-range label inside an eager `model.fit` is also checked by `test_fit.py`, for
-every head, on the model it has just trained.
+The out-of-range label inside a compiled `model.fit` step is checked by `test_fit.py`,
+for every head, on the model it has just trained.
 """
 
 import keras
@@ -52,18 +52,6 @@ def fit_model(name, jit_compile="auto"):
         jit_compile=jit_compile,
     )
     return model
-
-
-def test_out_of_range_label_inside_compiled_fit():
-    # The check lives in the shared base class; one head is enough for the compiled
-    # path. TensorFlow: the graph's Assert (InvalidArgumentError); JAX: the ValueError
-    # of a host callback, wrapped in a JaxRuntimeError; PyTorch: the ValueError.
-    embeddings, labels = batch(8)
-    bad = labels.copy()
-    bad[5] = 9
-    model = fit_model("arcface")
-    with pytest.raises(Exception, match=rf"num_classes={NUM_CLASSES}\b(.|\n)*9"):
-        model.fit([embeddings, bad], labels, batch_size=8, epochs=1, verbose=0)
 
 
 @pytest.mark.tf_only
@@ -130,4 +118,5 @@ def test_empty_batch(name):
     assert_finite_state(head)
     # The head still works afterwards (no NaN left in its state).
     embeddings, labels = batch(4)
-    assert np.all(np.isfinite(keras.ops.convert_to_numpy(head([embeddings, labels], training=True))))
+    out = head([embeddings, labels], training=True)
+    assert np.all(np.isfinite(keras.ops.convert_to_numpy(out)))
