@@ -145,18 +145,19 @@ def run_table(args):
                 rows.append({"precision": precision, "jit_compile": jit, "error": tail[0][:160]})
                 continue
             rows.append(json.loads(lines[-1][len("RESULT "):]))
+    first = next((row for row in rows if "error" not in row), None)
+    # Ratios are to float32 without XLA when it ran, else to the first configuration.
     baseline = next(
         (row for row in rows if "error" not in row and row["precision"] == "float32" and not row["jit_compile"]),
-        None,
+        first,
     )
-    first = next((row for row in rows if "error" not in row), None)
     if first is not None:
         print(
             f"\n{first['model']} ({first['parameters']:,} parameters) + ArcFace({args.num_classes}), "
             f"{args.image_size}x{args.image_size}, batch {args.batch_size}, backend {first['backend']}, "
             f"devices {', '.join(first['devices'])}"
         )
-    header = f"{'precision':<16}{'jit_compile':<13}{'images/s':>10}{'s/step':>9}{'warm-up s':>11}{'vs float32':>12}"
+    header = f"{'precision':<16}{'jit_compile':<13}{'images/s':>10}{'s/step':>9}{'warm-up s':>11}{'ratio':>12}"
     print(header)
     print("-" * len(header))
     for row in rows:
