@@ -275,8 +275,8 @@ def run_pack(args):
 
     summary = pack_image_folder(args.images, args.output, image_size=args.image_size, quality=args.quality)
     print(
-        f"Packed {summary.get('num_images', '?')} images of {len(summary.get('class_names', []))} "
-        f"identities into {args.output} ({summary.get('num_skipped', 0)} skipped)"
+        f"Packed {summary['num_images']} images of {summary['num_classes']} identities into "
+        f"{args.output} ({summary.get('num_skipped', 0)} skipped)"
     )
 
 

@@ -117,6 +117,9 @@ def test_pack_pairs_into_bin(tmp_path, capsys):
     assert "Wrote 2 pairs (1 genuine)" in capsys.readouterr().out
     loaded, issame = read_bin(str(tmp_path / "pairs.bin"), progress=False)
     assert loaded.shape == (4, 16, 16, 3) and issame.tolist() == [True, False]
+    assert cli.main(["pack", "--images", str(tmp_path / "faces"), "--output", str(tmp_path / "faces.rec")]) == 0
+    assert "Packed 4 images of 2 identities" in capsys.readouterr().out
+    assert (tmp_path / "faces.idx").exists()
     (tmp_path / "bad.txt").write_text("only_one_token\n")
     assert cli.main(["pack", "--images", str(tmp_path / "faces"), "--pairs", str(tmp_path / "bad.txt"),
                      "--output", str(tmp_path / "bad.bin")]) == 1

@@ -246,9 +246,11 @@ class MarginHead(keras.layers.Layer):
         """
         kernel = self.kernel if kernel is None else kernel
         inverse_norms = 1.0 / ops.sqrt(
-            ops.maximum(ops.sum(ops.square(kernel), axis=0), NORM_EPSILON**2)
+            ops.maximum(backend_ops.column_sums(ops.square(kernel)), NORM_EPSILON**2)
         )
-        cosine = ops.matmul(normalized_embeddings, kernel) * inverse_norms
+        cosine = backend_ops.scale_columns(
+            ops.matmul(normalized_embeddings, kernel), inverse_norms
+        )
         # cosine + (clip(cosine) - cosine) is exactly clip(cosine) in float32 (Sterbenz).
         return cosine + ops.stop_gradient(ops.clip(cosine, -1.0, 1.0) - cosine)
 

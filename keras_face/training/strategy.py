@@ -6,8 +6,9 @@ losses are averaged over the global batch, and the gradients are all-reduced. Bu
 model and the optimizer inside `strategy.scope()`.
 
 - `get_strategy("auto")`: `MultiWorkerMirroredStrategy` when `TF_CONFIG` names more than
-  one task, `MirroredStrategy` over the visible GPUs when there are several, the default
-  strategy otherwise (one GPU or the CPU).
+  one task, `MirroredStrategy` over the visible GPUs when there are several (or over the
+  logical CPUs made by `configure_cpu_replicas`), the default strategy otherwise (one GPU
+  or the CPU).
 - `configure_cpu_replicas(n)`: split the CPU into `n` logical devices, so that the
   multi-replica code path (and a `MirroredStrategy`) can be run and tested on a laptop.
 """
@@ -100,7 +101,11 @@ def get_strategy(name="auto", devices=None):
     if name == "auto":
         if cluster_size() > 1:
             name = "multi_worker"
-        elif len(tf.config.list_logical_devices("GPU")) > 1 or devices:
+        elif (
+            devices
+            or len(tf.config.list_logical_devices("GPU")) > 1
+            or len(tf.config.list_logical_devices("CPU")) > 1  # configure_cpu_replicas
+        ):
             name = "mirrored"
         else:
             name = "default"

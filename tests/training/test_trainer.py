@@ -85,3 +85,31 @@ def test_training_curves_plot():
     assert len(figure.axes) == 4
     with pytest.raises(ValueError, match="history has none"):
         training.plot_training_curves({"other": [1.0]})
+
+
+def test_recordio_run_with_verification_bin(tmp_path):
+    """From a .rec pack and a .bin file to an evaluated embedding model, as `keras-face train` does."""
+    from keras_face.data import write_bin
+    from keras_face.data import write_recordio
+
+    images, labels = training_testing.identity_images(6, 8, image_size=16, seed=3)
+    rec_path = str(tmp_path / "pack" / "train.rec")
+    os.makedirs(os.path.dirname(rec_path))
+    write_recordio(rec_path, zip(images, labels), image_format="png", progress=False)
+    first, second = images[0::8], images[1::8]  # two images of each identity
+    pairs = np.stack([first[0], second[0], first[1], second[2], first[3], second[3], first[4], second[5]])
+    write_bin(str(tmp_path / "pack" / "tiny_pairs.bin"), pairs, np.array([True, False, True, False]), progress=False)
+    results = training.train(
+        output_dir=str(tmp_path / "run"),
+        overrides=[
+            "data.source=recordio", f"data.path={rec_path}", "data.image_size=16",
+            f"data.verification=[{tmp_path / 'pack' / 'tiny_pairs.bin'}]", "data.num_classes=6",
+            "training.epochs=1", "training.batch_size=16", "evaluation.n_folds=2",
+        ],
+        backbone=training_testing.tiny_backbone(image_size=16),
+        progress=False,
+    )
+    assert results["num_classes"] == 6 and results["num_images"] == 48
+    assert results["steps_per_epoch"] == 3
+    assert results["verification"]["tiny_pairs"]["pairs"] == 4
+    assert os.path.exists(tmp_path / "run" / "embedding_model.keras")
