@@ -364,7 +364,15 @@ def train(config=None, output_dir=None, overrides=(), backbone=None, progress=Tr
     keras.utils.set_random_seed(config["seed"])
 
     training_data = load_training_data(config, global_batch, progress=progress)
-    steps_per_epoch = training["steps_per_epoch"] or training_data.num_images // global_batch
+    natural_steps = training_data.num_images // global_batch
+    steps_per_epoch = training["steps_per_epoch"] or natural_steps
+    if config["data"]["source"] == "synthetic" and steps_per_epoch != natural_steps:
+        # The in-memory epochs are exactly one pass (what makes resuming exact).
+        raise ConfigError(
+            "training.steps_per_epoch only applies to .rec and folder data; an epoch of the "
+            f"synthetic set is one pass of {training_data.num_images} // {global_batch} = "
+            f"{natural_steps} steps. Received: training.steps_per_epoch={steps_per_epoch}"
+        )
     if steps_per_epoch < 1:
         raise ConfigError(
             f"The training set has {training_data.num_images} images, fewer than one global "
