@@ -4,10 +4,11 @@ A concrete head states only its target-logit formula (`target_logits`) and, if i
 any, its state (`build_state`, `update_state`). Everything else lives here once:
 
 - L2 normalisation of the embeddings (robust to tiny, zero and huge norms) and of the
-  class centres (the product is divided by the column norms instead of materialising a
-  normalised copy of the `(embedding_dim, num_classes)` kernel);
-- the clipped cosine matrix, label validation, reading and writing the target column
-  without a dense one-hot;
+  class centres (the product is multiplied by the inverse column norms instead of
+  materialising a normalised copy of the `(embedding_dim, num_classes)` kernel);
+- the clipped cosine matrix, label validation, reading (a flat gather) and writing (a
+  scatter) the target column without a dense one-hot or mask: the margin stays O(B) work
+  next to the O(B D C) product (see `benchmarks/heads.py`);
 - float32 computation under any dtype policy, inference mode (`training=False` or no
   labels: plain scaled cosine, no margin, no state update);
 - the global-batch statistics used by stateful heads (`global_batch_mean`,
