@@ -33,7 +33,12 @@ def images():
 
 @pytest.mark.parametrize(
     "format, input_dtype",
-    [("savedmodel", "float32"), ("tflite", "float32"), ("onnx", "float32"), ("onnx", "uint8")],
+    [
+        ("savedmodel", "float32"),
+        ("tflite", "float32"),
+        ("onnx", "float32"),
+        pytest.param("onnx", "uint8", marks=pytest.mark.slow),
+    ],
 )
 def test_export_parity(format, input_dtype, embedding_model, images, tmp_path):
     if format == "onnx":
