@@ -5,7 +5,9 @@ backward (gradients w.r.t. the embeddings and every trainable weight of the head
 B=256, D=512, C=100,000, float32, on the CPU. Printed per head:
 
 - the median step time and its ratio to NormFace's measured in the same run (target: every
-  margin head <= 1.05x NormFace: the margin is O(B) work next to an O(B D C) product);
+  margin head <= 1.05x NormFace: the margin is O(B) work next to an O(B D C) product;
+  SubCenterArcFace, whose kernel has K columns per class, is compared with a NormFace of
+  K C columns, timed too, and its GEMM rate counts its K-times larger products);
 - the GEMM rate achieved, counting the three products of a step (logits, the gradients
   w.r.t. embeddings and kernel: 3 x 2 B D C FLOPs), against the machine's matmul rate,
   measured in the same run with the same framework (`(B, D) @ (D, C)`) (target: NormFace
@@ -202,7 +204,8 @@ def time_once(run, steps):
     return (time.perf_counter() - wall) / steps, (cpu_seconds() - cpu) / steps
 
 
-def benchmark_mode(backend, mode, names, args):
+def build_runs(backend, mode, names, args):
+    """Compiled steps of every head (and of the baselines) and of the bare products."""
     import keras
 
     from keras_face import heads
@@ -213,15 +216,24 @@ def benchmark_mode(backend, mode, names, args):
     kernel = rng.normal(0, 0.01, size=(args.dim, args.classes)).astype("float32")
 
     runs = {}
-    for name in names:
+    columns = {}
+    for name in list(names):
+        if name.startswith("normface/"):
+            continue
         head = heads.get(name, args.classes)
         head([keras.ops.convert_to_tensor(x), keras.ops.convert_to_tensor(y)], training=False)
-        if backend == "tensorflow":
-            runs[name] = tensorflow_step(head, x, y, jit_compile=mode == "xla")
-        elif backend == "jax":
-            runs[name] = jax_step(head, x, y)
-        else:
-            runs[name] = torch_step(head, x, y)
+        # SubCenterArcFace's kernel has K columns per class: its products are K times
+        # larger, and its baseline is a NormFace with as many columns.
+        columns[name] = int(head.kernel.shape[-1])
+        if columns[name] != args.classes and f"normface/{columns[name]}" not in names:
+            names.append(f"normface/{columns[name]}")
+        runs[name] = make_step(backend, mode, head, x, y)
+    for name in names:
+        if name.startswith("normface/"):
+            head = heads.NormFace(int(name.split("/")[1]))
+            head([keras.ops.convert_to_tensor(x), keras.ops.convert_to_tensor(y)], training=False)
+            columns[name] = int(name.split("/")[1])
+            runs[name] = make_step(backend, mode, head, x, y)
     for products, label in ((1, "matmul"), (3, "3 products")):
         if backend == "tensorflow":
             runs[label] = tensorflow_products(x, kernel, mode == "xla", products)
@@ -229,7 +241,19 @@ def benchmark_mode(backend, mode, names, args):
             runs[label] = jax_products(x, kernel, products)
         else:
             runs[label] = torch_products(x, kernel, products)
+    return runs, columns
 
+
+def make_step(backend, mode, head, x, y):
+    if backend == "tensorflow":
+        return tensorflow_step(head, x, y, jit_compile=mode == "xla")
+    if backend == "jax":
+        return jax_step(head, x, y)
+    return torch_step(head, x, y)
+
+
+def benchmark_mode(backend, mode, names, args):
+    runs, columns = build_runs(backend, mode, names, args)
     for run in runs.values():  # compile and warm up
         run()
     order = list(runs)
@@ -241,11 +265,12 @@ def benchmark_mode(backend, mode, names, args):
             seconds, cpu_time = time_once(runs[name], args.steps)
             wall[name].append(seconds)
             cpu[name].append(cpu_time)
-    return {name: (statistics.median(wall[name]), statistics.median(cpu[name]))
-            for name in order}
+    medians = {name: (statistics.median(wall[name]), statistics.median(cpu[name]))
+               for name in order}
+    return medians, columns
 
 
-def print_table(backend, mode, results, names, args):
+def print_table(backend, mode, results, columns, names, args):
     flops = 2.0 * args.batch * args.dim * args.classes
     matmul_wall, matmul_cpu = results["matmul"]
     ideal_wall, ideal_cpu = results["3 products"]
@@ -261,13 +286,19 @@ def print_table(backend, mode, results, names, args):
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for name in names:
         wall, cpu = results[name]
-        rate = 3 * flops / wall / 1e9
+        # Heads with K columns per class: K times the products, compared with the
+        # NormFace of as many columns (a "(vs normface/N)" note says so).
+        factor = columns[name] / args.classes
+        baseline = "normface" if factor == 1 else f"normface/{columns[name]}"
+        base_wall, base_cpu = results.get(baseline, (None, None))
+        note = "" if factor == 1 or name == baseline else f" (vs {baseline})"
+        rate = 3 * factor * flops / wall / 1e9
         print(
             f"| {name} | {wall * 1e3:.0f} | "
-            + (f"{wall / base_wall:.3f}" if base_wall else "-")
-            + f" | {rate:.1f} | {100 * 3 * matmul_wall / wall:.0f} % | {cpu:.3f} | "
-            + (f"{cpu / base_cpu:.3f}" if base_cpu else "-")
-            + f" | {100 * 3 * matmul_cpu / cpu:.0f} % |"
+            + (f"{wall / base_wall:.3f}{note}" if base_wall else "-")
+            + f" | {rate:.1f} | {100 * 3 * factor * matmul_wall / wall:.0f} % | {cpu:.3f} | "
+            + (f"{cpu / base_cpu:.3f}{note}" if base_cpu else "-")
+            + f" | {100 * 3 * factor * matmul_cpu / cpu:.0f} % |"
         )
 
 
@@ -292,8 +323,8 @@ def main():
     print(f"{os.cpu_count()} CPUs visible; TF_CPU_ALLOCATOR_USE_BFC="
           f"{os.environ.get('TF_CPU_ALLOCATOR_USE_BFC', 'unset')}")
     for mode in modes:
-        results = benchmark_mode(backend, mode, names, args)
-        print_table(backend, mode, results, names, args)
+        results, columns = benchmark_mode(backend, mode, names, args)
+        print_table(backend, mode, results, columns, names, args)
 
 
 if __name__ == "__main__":
