@@ -7,7 +7,8 @@ the documentation site shows. Run this after editing a notebook:
     python tutorials/execute_notebooks.py 01 03           # the notebooks whose names start so
     KERAS_FACE_FAST=1 python tutorials/execute_notebooks.py --check   # fast, do not save
 
-TensorFlow's start-up messages (CUDA probing, oneDNN notices) are removed from the saved
+TensorFlow's start-up messages (CUDA probing, oneDNN notices) and tf.distribute's INFO
+lines are removed from the saved
 stderr outputs: they describe the machine that ran the notebook, not the tutorial.
 """
 
@@ -27,18 +28,19 @@ _MACHINE_NOISE = re.compile(
     r"|[IWE]\d{4} [\d:. ]+\d+ \S+\.(cc|h):\d+\].*"
     r"|.*oneDNN custom operations are on.*"
     r"|.*rebuild TensorFlow with the appropriate compiler flags.*"
-    r"|.*This TensorFlow binary is optimized to use available CPU instructions.*)$"
+    r"|.*This TensorFlow binary is optimized to use available CPU instructions.*"
+    r"|INFO:tensorflow:.*)$"
 )
 
 
 def strip_machine_noise(notebook):
-    """Drop TensorFlow's start-up log lines from the stderr outputs (empty ones too)."""
+    """Drop TensorFlow's start-up and INFO log lines from the stream outputs (empty ones too)."""
     for cell in notebook.cells:
         if cell.cell_type != "code":
             continue
         outputs = []
         for output in cell.get("outputs", []):
-            if output.output_type == "stream" and output.name == "stderr":
+            if output.output_type == "stream":
                 lines = [
                     line for line in output.text.splitlines(keepends=True)
                     if not _MACHINE_NOISE.match(line.rstrip("\n"))

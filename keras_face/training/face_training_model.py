@@ -111,7 +111,44 @@ class FaceTrainingModel(keras.Model):
         return {name: keras.ops.reshape(value, (1,)) for name, value in logs.items()}
 
     def train_step(self, *args, **kwargs):
-        return self._as_multi_worker_logs(super().train_step(*args, **kwargs))
+        logs = super().train_step(*args, **kwargs)
+        self._synchronize_moving_statistics()
+        return self._as_multi_worker_logs(logs)
+
+    def _synchronize_moving_statistics(self):
+        # Under a tf.distribute strategy each replica updates the batch-norm moving
+        # statistics from its own part of the global batch, and Keras (3.15) keeps those
+        # per-replica copies apart: after training the replicas hold different moving
+        # statistics, the saved model holds the first replica's, and `predict` under the
+        # strategy mixes them. Average them across replicas after every step (one small
+        # all-reduce), as the mean aggregation of tf.keras 2 did: every replica then holds
+        # the same statistics, whose moving mean is the moving average of the global
+        # batch means. Layers with `synchronized=True` already agree.
+        strategy = self._distribute_strategy
+        if strategy is None or strategy.num_replicas_in_sync == 1:
+            return
+        import tensorflow as tf  # a distribution strategy implies the TensorFlow backend
+
+        context = tf.distribute.get_replica_context()
+        if context is None or context.num_replicas_in_sync == 1:
+            return
+        variables = self._replica_local_statistics()
+        if not variables:
+            return
+        averaged = context.all_reduce("mean", [variable.value for variable in variables])
+        for variable, value in zip(variables, averaged):
+            variable.assign(value)
+
+    def _replica_local_statistics(self):
+        variables = []
+        for layer in self._flatten_layers(include_self=False, recursive=True):
+            if isinstance(layer, keras.layers.BatchNormalization) and not layer.synchronized:
+                variables.extend(
+                    variable
+                    for variable in (layer.moving_mean, layer.moving_variance)
+                    if variable is not None
+                )
+        return variables
 
     def test_step(self, *args, **kwargs):
         return self._as_multi_worker_logs(super().test_step(*args, **kwargs))

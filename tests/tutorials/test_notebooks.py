@@ -53,24 +53,7 @@ def test_every_tutorial_is_present():
     assert [path.stem for path in NOTEBOOKS] == list(EXPECTED)
 
 
-# Notebook 03's full run (about an hour on a loaded 2-core machine) has not been committed
-# yet: issue 6 stays open until it is; strict, so the xfail goes when the outputs land.
-_FULL_RUN_PENDING = {"03_training_a_face_model"}
-
-
-@pytest.mark.parametrize(
-    "path",
-    [
-        pytest.param(
-            path,
-            marks=pytest.mark.xfail(strict=True, reason="full-run outputs pending (issue 6)"),
-        )
-        if path.stem in _FULL_RUN_PENDING
-        else path
-        for path in NOTEBOOKS
-    ],
-    ids=[path.stem for path in NOTEBOOKS],
-)
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[path.stem for path in NOTEBOOKS])
 def test_committed_notebook_has_the_outputs_of_a_full_run(path):
     assert path.stat().st_size < MAX_NOTEBOOK_BYTES
     notebook = nbformat.read(path, as_version=4)
