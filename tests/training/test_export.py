@@ -37,7 +37,7 @@ def images():
         ("savedmodel", "float32"),
         ("tflite", "float32"),
         ("onnx", "float32"),
-        pytest.param("onnx", "uint8", marks=pytest.mark.slow),
+        ("onnx", "uint8"),
     ],
 )
 def test_export_parity(format, input_dtype, embedding_model, images, tmp_path):

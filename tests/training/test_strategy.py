@@ -124,7 +124,6 @@ def _free_ports(count):
             sock.close()
 
 
-@pytest.mark.slow
 def test_two_workers_on_localhost(one_replica, tmp_path):
     ports = _free_ports(2)
     cluster = {"worker": [f"localhost:{port}" for port in ports]}
