@@ -108,13 +108,19 @@ def as_training_pairs(dataset, image_dtype="float32"):
         image_dtype: str. Dtype the images are cast to. Defaults to `"float32"`.
 
     Returns:
-        A `tf.data.Dataset` of `((images, labels), labels)` with data sharding.
+        A `tf.data.Dataset` of `((images, labels), labels)` with data sharding. The
+        reader's attributes (`stats`, the skip counts of undecodable images;
+        `num_classes`, `num_images`) are carried over when the input has them.
     """
 
     def pair(images, labels):
         labels = tf.cast(labels, tf.int32)
         return (tf.cast(images, image_dtype), labels), labels
 
-    return with_data_sharding(
+    paired = with_data_sharding(
         dataset.map(pair, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     )
+    for attribute in ("stats", "num_classes", "num_images"):
+        if hasattr(dataset, attribute):
+            setattr(paired, attribute, getattr(dataset, attribute))
+    return paired

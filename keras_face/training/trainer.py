@@ -56,14 +56,17 @@ class TrainingData:
             `((images, labels), labels)`.
         verification: dict `{name: (images, issame)}` evaluated every epoch and at the end.
         description: str. One line for the summary.
+        stats: `keras_face.data.DataStats` or `None`: the reader's counts of decoded and
+            skipped (undecodable) images, reported at the end. Defaults to `None`.
     """
 
-    def __init__(self, num_classes, num_images, make_dataset, verification, description):
+    def __init__(self, num_classes, num_images, make_dataset, verification, description, stats=None):
         self.num_classes = num_classes
         self.num_images = num_images
         self.make_dataset = make_dataset
         self.verification = verification
         self.description = description
+        self.stats = stats
 
 
 def _synthetic_data(config, global_batch, epochs, progress):
@@ -152,6 +155,7 @@ def _file_data(config, global_batch, progress):
         make_dataset=lambda first_epoch: as_training_pairs(dataset),
         verification={},
         description=f"{num_images} images of {num_classes} identities in {path}",
+        stats=getattr(dataset, "stats", None),
     )
 
 
@@ -454,6 +458,16 @@ def train(config=None, output_dir=None, overrides=(), backbone=None, progress=Tr
                     "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None},
         "verification": {},
     }
+    stats = training_data.stats
+    if stats is not None:
+        # Undecodable images were skipped and counted by the reader, never mislabelled.
+        results["data"] = {
+            "images_decoded": int(stats.delivered),
+            "undecodable_skipped": int(stats.skipped),
+            "undecodable_keys": [str(key) for key in stats.skipped_keys[:100]],
+        }
+        if stats.skipped or progress:
+            print(f"Training data: {stats.summary()}")
 
     evaluation = config["evaluation"]
     curves = {}

@@ -95,7 +95,9 @@ def test_recordio_run_with_verification_bin(tmp_path):
     images, labels = training_testing.identity_images(6, 8, image_size=16, seed=3)
     rec_path = str(tmp_path / "pack" / "train.rec")
     os.makedirs(os.path.dirname(rec_path))
-    write_recordio(rec_path, zip(images, labels), image_format="png", progress=False)
+    samples = list(zip(images, labels))
+    samples[5] = (b"\xff\xd8\xff\xe0 not an image", labels[5])  # skipped and counted, key 6
+    write_recordio(rec_path, samples, image_format="png", progress=False)
     first, second = images[0::8], images[1::8]  # two images of each identity
     pairs = np.stack([first[0], second[0], first[1], second[2], first[3], second[3], first[4], second[5]])
     write_bin(str(tmp_path / "pack" / "tiny_pairs.bin"), pairs, np.array([True, False, True, False]), progress=False)
@@ -112,4 +114,7 @@ def test_recordio_run_with_verification_bin(tmp_path):
     assert results["num_classes"] == 6 and results["num_images"] == 48
     assert results["steps_per_epoch"] == 3
     assert results["verification"]["tiny_pairs"]["pairs"] == 4
+    assert results["data"]["undecodable_skipped"] >= 1
+    assert results["data"]["undecodable_keys"][0] == "6"
+    assert results["data"]["images_decoded"] >= 3 * 16
     assert os.path.exists(tmp_path / "run" / "embedding_model.keras")
