@@ -49,6 +49,14 @@ def parse_args():
     parser.add_argument("--steps", type=int, default=2, help="steps per timing")
     parser.add_argument("--heads", nargs="*", default=None, help="default: all heads")
     parser.add_argument(
+        "--scale",
+        type=float,
+        default=None,
+        help="build every head that has a `scale` argument with this scale (NormFace's "
+        "default is 10, the margin heads' 64 or 30; a larger scale makes the softmax's "
+        "exponentials underflow more, which costs time on CPUs). Default: each head's own.",
+    )
+    parser.add_argument(
         "--modes",
         nargs="*",
         default=None,
@@ -220,7 +228,7 @@ def build_runs(backend, mode, names, args):
     for name in list(names):
         if name.startswith("normface/"):
             continue
-        head = heads.get(name, args.classes)
+        head = heads.get(name, args.classes, **scale_argument(heads, name, args))
         head([keras.ops.convert_to_tensor(x), keras.ops.convert_to_tensor(y)], training=False)
         # SubCenterArcFace's kernel has K columns per class: its products are K times
         # larger, and its baseline is a NormFace with as many columns.
@@ -230,7 +238,7 @@ def build_runs(backend, mode, names, args):
         runs[name] = make_step(backend, mode, head, x, y)
     for name in names:
         if name.startswith("normface/"):
-            head = heads.NormFace(int(name.split("/")[1]))
+            head = heads.NormFace(int(name.split("/")[1]), **scale_argument(heads, "normface", args))
             head([keras.ops.convert_to_tensor(x), keras.ops.convert_to_tensor(y)], training=False)
             columns[name] = int(name.split("/")[1])
             runs[name] = make_step(backend, mode, head, x, y)
@@ -242,6 +250,18 @@ def build_runs(backend, mode, names, args):
         else:
             runs[label] = torch_products(x, kernel, products)
     return runs, columns
+
+
+def scale_argument(heads, name, args):
+    """`{"scale": args.scale}` when asked for and the head takes a scale, else `{}`."""
+    import inspect
+
+    if args.scale is None:
+        return {}
+    head_class = type(heads.get(name, 2))
+    if "scale" not in inspect.signature(head_class.__init__).parameters:
+        return {}
+    return {"scale": args.scale}
 
 
 def make_step(backend, mode, head, x, y):
