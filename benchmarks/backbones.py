@@ -86,6 +86,24 @@ def images_per_second(step, batch_size, steps, warmup):
     return batch_size * steps / (time.perf_counter() - start)
 
 
+def arcface_training_model(backbone, input_shape, num_classes, jit_compile):
+    """`[image, label] -> ArcFace logits` over `backbone`, compiled with SGD momentum 0.9.
+
+    The assembly of `keras_face.training.FaceTrainingModel`, written with keras only
+    (`keras_face.training` needs TensorFlow; these benchmarks also run on JAX and PyTorch).
+    """
+    image = keras.Input(input_shape, name="image")
+    label = keras.Input((), dtype="int32", name="label")
+    logits = heads.ArcFace(num_classes)([backbone(image), label])
+    model = keras.Model([image, label], logits)
+    model.compile(
+        optimizer=keras.optimizers.SGD(0.01, momentum=0.9),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        jit_compile=jit_compile,
+    )
+    return model
+
+
 def benchmark(name, args):
     input_shape = tuple(args.input_size) + (3,)
     backbone = models.get(name, input_shape=input_shape)
@@ -103,15 +121,7 @@ def benchmark(name, args):
         lambda: backbone.predict_on_batch(images), args.batch_size, args.steps, args.warmup
     )
     if not args.no_training:
-        image_input = keras.Input(input_shape, name="images")
-        label_input = keras.Input((), dtype="int32", name="labels")
-        logits = heads.ArcFace(args.num_classes)([backbone(image_input), label_input])
-        model = keras.Model([image_input, label_input], logits)
-        model.compile(
-            optimizer=keras.optimizers.SGD(0.01, momentum=0.9),
-            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-            jit_compile=args.jit_compile,
-        )
+        model = arcface_training_model(backbone, input_shape, args.num_classes, args.jit_compile)
         row["training"] = images_per_second(
             lambda: model.train_on_batch([images, labels], labels),
             args.batch_size,

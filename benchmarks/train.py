@@ -47,29 +47,16 @@ def run_single(args, precision, jit_compile):
     import keras
     import numpy as np
 
-    from keras_face import heads
+    from backbones import arcface_training_model  # benchmarks/ is this script's folder
     from keras_face import models
 
     keras.config.set_dtype_policy(precision)
     keras.utils.set_random_seed(0)
-    backbone = models.get(
-        args.model,
-        input_shape=(args.image_size, args.image_size, 3),
-        embedding_size=args.embedding_size,
-    )
-    # The training assembly of keras_face.training.FaceTrainingModel, written out with
-    # keras only (keras_face.training needs TensorFlow).
-    image = keras.Input((args.image_size, args.image_size, 3), name="image")
-    label = keras.Input((), dtype="int32", name="label")
-    logits = heads.ArcFace(args.num_classes)([backbone(image), label])
-    model = keras.Model([image, label], logits)
-    model.compile(
-        optimizer=keras.optimizers.SGD(0.01, momentum=0.9),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        jit_compile=jit_compile,
-    )
+    input_shape = (args.image_size, args.image_size, 3)
+    backbone = models.get(args.model, input_shape=input_shape, embedding_size=args.embedding_size)
+    model = arcface_training_model(backbone, input_shape, args.num_classes, jit_compile)
     rng = np.random.default_rng(0)
-    images = rng.integers(0, 256, (args.batch_size, args.image_size, args.image_size, 3)).astype("float32")
+    images = rng.integers(0, 256, (args.batch_size,) + input_shape).astype("float32")
     labels = rng.integers(0, args.num_classes, (args.batch_size,)).astype("int32")
     started = time.perf_counter()
     for _ in range(args.warmup):

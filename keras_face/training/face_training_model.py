@@ -130,7 +130,7 @@ class FaceTrainingModel(keras.Model):
         import tensorflow as tf  # a distribution strategy implies the TensorFlow backend
 
         context = tf.distribute.get_replica_context()
-        if context is None or context.num_replicas_in_sync == 1:
+        if context is None:
             return
         variables = self._replica_local_statistics()
         if not variables:
