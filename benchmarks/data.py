@@ -60,7 +60,9 @@ def time_pass(dataset):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--num-images", type=int, default=4000)
     parser.add_argument("--image-size", type=int, default=112)
     parser.add_argument("--quality", type=int, default=95)
@@ -79,7 +81,8 @@ def main():
     encoded = synthetic_jpegs(args.num_images, args.image_size, args.quality, args.seed)
     labels = np.arange(args.num_images) // 10
     print(
-        f"{args.num_images} images {args.image_size}x{args.image_size}, JPEG quality {args.quality}, "
+        f"{args.num_images} images {args.image_size}x{args.image_size}, "
+        f"JPEG quality {args.quality}, "
         f"mean {np.mean([len(e) for e in encoded]):.0f} bytes; batch {args.batch_size}; "
         f"{os.cpu_count()} CPUs; allocator {args.allocator}"
     )
@@ -105,19 +108,17 @@ def main():
         rec_path = os.path.join(directory, "bench.rec")
         keras_face.data.write_recordio(rec_path, list(zip(encoded, labels)), progress=False)
 
-        def rec(preprocessing):
-            return keras_face.data.read_recordio(
-                rec_path,
-                batch_size=args.batch_size,
-                shuffle=True,
-                seed=args.seed,
-                flip=True,
-                preprocessing=preprocessing,
-            )
+        options = keras_face.data.ReadOptions(
+            batch_size=args.batch_size, shuffle=True, seed=args.seed, flip=True
+        )
+        packs = {
+            "arcface": keras_face.data.read_recordio(rec_path, options, preprocessing="arcface"),
+            "uint8": keras_face.data.read_recordio(rec_path, options),
+        }
 
         pipelines = {
-            "rec: .rec->decode->flip->normalise->batch": rec("arcface"),
-            "rec (uint8): .rec->decode->flip->batch": rec(None),
+            "rec: .rec->decode->flip->normalise->batch": packs["arcface"].dataset,
+            "rec (uint8): .rec->decode->flip->batch": packs["uint8"].dataset,
             "memory: bytes->decode->flip->batch": in_memory(False),
             "memory+norm: ...->normalise": in_memory(True),
         }
@@ -128,12 +129,17 @@ def main():
             for name, dataset in pipelines.items():
                 count, *rates = time_pass(dataset)
                 if count != args.num_images:
-                    raise RuntimeError(f"{name} delivered {count} images, expected {args.num_images}")
+                    raise RuntimeError(
+                        f"{name} delivered {count} images, expected {args.num_images}"
+                    )
                 results[name].append(rates)
-        skipped = [dataset.stats.skipped for dataset in pipelines.values() if hasattr(dataset, "stats")]
+        skipped = [faces.stats.skipped for faces in packs.values()]
 
     summary = {}
-    print(f"{'pipeline':<44} {'median img/s':>12} {'best img/s':>10} {'img/CPU-s':>9} {'faults/img':>10}")
+    print(
+        f"{'pipeline':<44} {'median img/s':>12} {'best img/s':>10} {'img/CPU-s':>9} "
+        f"{'faults/img':>10}"
+    )
     for name, rows in results.items():
         wall = statistics.median(row[0] for row in rows)
         best = max(row[0] for row in rows)

@@ -48,7 +48,10 @@ def loop_evaluate(embeddings, issame, n_folds=10):
     sizes = np.full(n_folds, num_pairs // n_folds)
     sizes[: num_pairs % n_folds] += 1
     bounds = np.concatenate([[0], np.cumsum(sizes)])
-    folds = [(np.setdiff1d(np.arange(num_pairs), np.arange(a, b)), np.arange(a, b)) for a, b in zip(bounds[:-1], bounds[1:])]
+    folds = [
+        (np.setdiff1d(np.arange(num_pairs), np.arange(a, b)), np.arange(a, b))
+        for a, b in zip(bounds[:-1], bounds[1:])
+    ]
 
     def accuracy(threshold, d, same):
         predicted = d < threshold
@@ -67,8 +70,12 @@ def loop_evaluate(embeddings, issame, n_folds=10):
     vals = []
     for train, test in folds:
         negatives = ~issame[train]
-        far_train = np.array([np.sum((distances[train] < t) & negatives) / np.sum(negatives) for t in thresholds])
-        threshold = _interp1d_slinear(far_train, thresholds, 1e-3) if far_train.max() >= 1e-3 else 0.0
+        far_train = np.array(
+            [np.sum((distances[train] < t) & negatives) / np.sum(negatives) for t in thresholds]
+        )
+        threshold = (
+            _interp1d_slinear(far_train, thresholds, 1e-3) if far_train.max() >= 1e-3 else 0.0
+        )
         predicted = distances[test] < threshold
         vals.append(np.sum(predicted & issame[test]) / np.sum(issame[test]))
     return np.mean(accuracies), np.mean(vals)
@@ -83,14 +90,23 @@ def time_verify(repeats, skip_reference):
         result = verify(embeddings, issame, n_folds=10)
         times.append(time.perf_counter() - start)
     median = statistics.median(times)
-    print(f"verify, 6000 pairs x 512-d, 10 folds: median {median:.3f} s over {repeats} runs (target < 0.5 s: {'met' if median < 0.5 else 'NOT met'})")
-    print(f"    accuracy {result['accuracy']:.4f} +- {result['accuracy_std']:.4f}, VAL@FAR=1e-3 {result['val_at_far_1e-3']:.4f}")
+    print(
+        f"verify, 6000 pairs x 512-d, 10 folds: median {median:.3f} s over {repeats} runs "
+        f"(target < 0.5 s: {'met' if median < 0.5 else 'NOT met'})"
+    )
+    print(
+        f"    accuracy {result['accuracy']:.4f} +- {result['accuracy_std']:.4f}, "
+        f"VAL@FAR=1e-3 {result['val_at_far_1e-3']:.4f}"
+    )
     if not skip_reference:
         start = time.perf_counter()
         accuracy, val = loop_evaluate(embeddings, issame)
         loop_time = time.perf_counter() - start
         same = accuracy == result["accuracy"] and val == result["val_at_far_1e-3"]
-        print(f"per-threshold loop (insightface style): {loop_time:.2f} s -> verify is {loop_time / median:.0f}x faster; same numbers: {same}")
+        print(
+            f"per-threshold loop (insightface style): {loop_time:.2f} s -> verify is "
+            f"{loop_time / median:.0f}x faster; same numbers: {same}"
+        )
 
 
 def time_rendering(num_images, repeats):
@@ -109,14 +125,19 @@ def time_rendering(num_images, repeats):
             faces = synthetic_faces(identities, 20, seed=repeat, quality=quality, jpeg=jpeg)
             walls.append(len(faces) / (time.perf_counter() - start_wall))
             cpus.append(len(faces) / (cpu_seconds() - start_cpu))
-        print(f"    {label:32s} {statistics.median(walls):7.0f} images/s   {statistics.median(cpus):7.0f} images/CPU-s")
+        print(
+            f"    {label:32s} {statistics.median(walls):7.0f} images/s   "
+            f"{statistics.median(cpus):7.0f} images/CPU-s"
+        )
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--num-images", type=int, default=4000)
-    parser.add_argument("--skip-reference", action="store_true", help="skip the slow loop implementation")
+    parser.add_argument(
+        "--skip-reference", action="store_true", help="skip the slow loop implementation"
+    )
     args = parser.parse_args()
     time_verify(args.repeats, args.skip_reference)
     time_rendering(args.num_images, max(args.repeats // 2, 1))

@@ -1,13 +1,18 @@
-"""Speed of one training step of every margin head, side by side with NormFace.
+"""Speed of one training step of every margin head, side by side with a plain step.
 
 For each head: forward (cosine matrix, margin, logits) + sparse softmax cross-entropy +
 backward (gradients w.r.t. the embeddings and every trainable weight of the head) at
 B=256, D=512, C=100,000, float32, on the CPU. Printed per head:
 
-- the median step time and its ratio to NormFace's measured in the same run (target: every
-  margin head <= 1.05x NormFace: the margin is O(B) work next to an O(B D C) product;
-  SubCenterArcFace, whose kernel has K columns per class, is compared with a NormFace of
-  K C columns, timed too, and its GEMM rate counts its K-times larger products);
+- the median step time, and the median over the repetitions of the per-repetition ratio
+  to the baseline timed in the same repetition. On TensorFlow the baseline (row `plain`)
+  is a NormFace step written in plain TensorFlow: `tf.nn.l2_normalize` of the embeddings
+  and of the kernel, `tf.matmul`, times the scale (`--scale`, 64 when not given), sparse
+  softmax cross-entropy and its gradients. Elsewhere it is the `normface` head. Target:
+  every head <= 1.05x the plain step at the same scale (`--scale 64`): the margin is O(B)
+  work next to an O(B D C) product. A head whose kernel has K columns per class
+  (`sub_centers=K`, SubCenterArcFace) is compared with a plain step of K C columns, timed
+  too, and its GEMM rate counts its K-times larger products;
 - the GEMM rate achieved, counting the three products of a step (logits, the gradients
   w.r.t. embeddings and kernel: 3 x 2 B D C FLOPs), against the machine's matmul rate,
   measured in the same run with the same framework (`(B, D) @ (D, C)`) (target: NormFace
@@ -24,6 +29,10 @@ rates computed from CPU time are the fairer ones.
     KERAS_BACKEND=jax python benchmarks/heads.py --repeats 7
     KERAS_BACKEND=tensorflow python benchmarks/heads.py --modes graph xla
     python benchmarks/heads.py --heads normface arcface --classes 20000
+    # The issue-9 measurement: every head at s = 64 against the plain TensorFlow step.
+    KERAS_BACKEND=tensorflow python benchmarks/heads.py --classes 50000 --scale 64 \
+        --modes graph --repeats 15 --steps 1 \
+        --heads normface arcface cosface magface adaface curricularface
 """
 
 import argparse
@@ -97,6 +106,33 @@ def tensorflow_step(head, x, y, jit_compile):
     def run():
         gradients = step(x, y)
         for gradient in gradients:
+            gradient.numpy()
+
+    return run
+
+
+def plain_tensorflow_step(kernel, x, y, scale, jit_compile):
+    """The baseline: NormFace in plain TensorFlow, with the same loss and gradients."""
+    import tensorflow as tf
+
+    kernel = tf.Variable(kernel)
+
+    @tf.function(jit_compile=jit_compile)
+    def step(x, y):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            logits = scale * tf.matmul(
+                tf.nn.l2_normalize(x, axis=1), tf.nn.l2_normalize(kernel, axis=0)
+            )
+            loss = tf.reduce_mean(
+                tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits)
+            )
+        return tape.gradient(loss, [x, kernel])
+
+    x, y = tf.constant(x), tf.constant(y)
+
+    def run():
+        for gradient in step(x, y):
             gradient.numpy()
 
     return run
@@ -212,6 +248,12 @@ def time_once(run, steps):
     return (time.perf_counter() - wall) / steps, (cpu_seconds() - cpu) / steps
 
 
+def baseline_name(backend, columns):
+    """Name of the baseline run for a kernel of `columns` columns."""
+    base = "plain" if backend == "tensorflow" else "normface"
+    return base if columns is None else f"{base}/{columns}"
+
+
 def build_runs(backend, mode, names, args):
     """Compiled steps of every head (and of the baselines) and of the bare products."""
     import keras
@@ -225,23 +267,27 @@ def build_runs(backend, mode, names, args):
 
     runs = {}
     columns = {}
-    for name in list(names):
-        if name.startswith("normface/"):
-            continue
+    baselines = [baseline_name(backend, None)]
+    for name in names:
         head = heads.get(name, args.classes, **scale_argument(heads, name, args))
         head([keras.ops.convert_to_tensor(x), keras.ops.convert_to_tensor(y)], training=False)
-        # SubCenterArcFace's kernel has K columns per class: its products are K times
-        # larger, and its baseline is a NormFace with as many columns.
+        # A head with K columns per class: its products are K times larger, and its
+        # baseline has as many columns.
         columns[name] = int(head.kernel.shape[-1])
-        if columns[name] != args.classes and f"normface/{columns[name]}" not in names:
-            names.append(f"normface/{columns[name]}")
+        if columns[name] != args.classes:
+            baselines.append(baseline_name(backend, columns[name]))
         runs[name] = make_step(backend, mode, head, x, y)
-    for name in names:
-        if name.startswith("normface/"):
-            head = heads.NormFace(int(name.split("/")[1]), **scale_argument(heads, "normface", args))
-            head([keras.ops.convert_to_tensor(x), keras.ops.convert_to_tensor(y)], training=False)
-            columns[name] = int(name.split("/")[1])
-            runs[name] = make_step(backend, mode, head, x, y)
+    for name in dict.fromkeys(baselines):
+        width = int(name.split("/")[1]) if "/" in name else args.classes
+        columns[name] = width
+        if name.startswith("plain"):
+            wide = rng.normal(0, 0.01, size=(args.dim, width)).astype("float32")
+            scale = 64.0 if args.scale is None else args.scale
+            runs[name] = plain_tensorflow_step(wide, x, y, scale, mode == "xla")
+            continue
+        head = heads.NormFace(width, **scale_argument(heads, "normface", args))
+        head([keras.ops.convert_to_tensor(x), keras.ops.convert_to_tensor(y)], training=False)
+        runs[name] = make_step(backend, mode, head, x, y)
     for products, label in ((1, "matmul"), (3, "3 products")):
         if backend == "tensorflow":
             runs[label] = tensorflow_products(x, kernel, mode == "xla", products)
@@ -273,6 +319,7 @@ def make_step(backend, mode, head, x, y):
 
 
 def benchmark_mode(backend, mode, names, args):
+    """Interleaved timings: medians and the per-repetition ratios to the baselines."""
     runs, columns = build_runs(backend, mode, names, args)
     for run in runs.values():  # compile and warm up
         run()
@@ -280,44 +327,69 @@ def benchmark_mode(backend, mode, names, args):
     wall = {name: [] for name in order}
     cpu = {name: [] for name in order}
     for repeat in range(args.repeats):
-        rotated = order[repeat % len(order):] + order[: repeat % len(order)]
+        rotated = order[repeat % len(order) :] + order[: repeat % len(order)]
         for name in rotated:
             seconds, cpu_time = time_once(runs[name], args.steps)
             wall[name].append(seconds)
             cpu[name].append(cpu_time)
-    medians = {name: (statistics.median(wall[name]), statistics.median(cpu[name]))
-               for name in order}
-    return medians, columns
+    results = {}
+    for name in order:
+        baseline = baseline_name(
+            backend, None if columns.get(name, args.classes) == args.classes else columns[name]
+        )
+        wall_ratio = cpu_ratio = None
+        if baseline in wall and name in columns:
+            # Median of the per-repetition ratios: each ratio compares two timings
+            # taken moments apart, under the same load.
+            wall_ratio = statistics.median(a / b for a, b in zip(wall[name], wall[baseline]))
+            cpu_ratio = statistics.median(a / b for a, b in zip(cpu[name], cpu[baseline]))
+        results[name] = {
+            "wall": statistics.median(wall[name]),
+            "cpu": statistics.median(cpu[name]),
+            "wall_ratio": wall_ratio,
+            "cpu_ratio": cpu_ratio,
+            "baseline": baseline,
+        }
+    return results, columns
 
 
 def print_table(backend, mode, results, columns, names, args):
     flops = 2.0 * args.batch * args.dim * args.classes
-    matmul_wall, matmul_cpu = results["matmul"]
-    ideal_wall, ideal_cpu = results["3 products"]
-    base_wall, base_cpu = results.get("normface", (None, None))
-    print(f"\n{backend} / {mode}: B={args.batch}, D={args.dim}, C={args.classes}, "
-          f"medians of {args.repeats} interleaved repetitions x {args.steps} steps")
-    print(f"matmul (B,D)@(D,C): {matmul_wall * 1e3:.0f} ms wall = "
-          f"{flops / matmul_wall / 1e9:.1f} GFLOP/s, {matmul_cpu:.3f} CPU s; the three "
-          f"bare products of a step: {ideal_wall * 1e3:.0f} ms wall, {ideal_cpu:.3f} CPU s "
-          f"({100 * 3 * matmul_cpu / ideal_cpu:.0f} % of the matmul rate by CPU time)")
-    print("| head | step ms | ratio to NormFace | GEMM GFLOP/s | % of matmul rate "
-          "| CPU s/step | CPU ratio to NormFace | % of matmul rate (CPU time) |")
+    matmul_wall, matmul_cpu = results["matmul"]["wall"], results["matmul"]["cpu"]
+    ideal_wall, ideal_cpu = results["3 products"]["wall"], results["3 products"]["cpu"]
+    scale = "each head's own" if args.scale is None else f"{args.scale:g}"
+    print(
+        f"\n{backend} / {mode}: B={args.batch}, D={args.dim}, C={args.classes}, scale "
+        f"{scale}; medians of {args.repeats} interleaved repetitions x {args.steps} steps"
+    )
+    print(
+        f"matmul (B,D)@(D,C): {matmul_wall * 1e3:.0f} ms wall = "
+        f"{flops / matmul_wall / 1e9:.1f} GFLOP/s, {matmul_cpu:.3f} CPU s; the three "
+        f"bare products of a step: {ideal_wall * 1e3:.0f} ms wall, {ideal_cpu:.3f} CPU s "
+        f"({100 * 3 * matmul_cpu / ideal_cpu:.0f} % of the matmul rate by CPU time)"
+    )
+    print(
+        "| head | step ms | ratio to baseline | GEMM GFLOP/s | % of matmul rate "
+        "| CPU s/step | CPU ratio to baseline | % of matmul rate (CPU time) |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
-    for name in names:
-        wall, cpu = results[name]
-        # Heads with K columns per class: K times the products, compared with the
-        # NormFace of as many columns (a "(vs normface/N)" note says so).
+    # The baseline first, then the heads, then the baselines of wider kernels.
+    wider = [n for n in results if "/" in n]
+    rows = list(dict.fromkeys([baseline_name(backend, None)] + list(names) + wider))
+    for name in rows:
+        result = results[name]
+        wall, cpu = result["wall"], result["cpu"]
+        # K columns per class: K times the products, compared with a baseline of as many
+        # columns (a "(vs plain/N)" note says so).
         factor = columns[name] / args.classes
-        baseline = "normface" if factor == 1 else f"normface/{columns[name]}"
-        base_wall, base_cpu = results.get(baseline, (None, None))
-        note = "" if factor == 1 or name == baseline else f" (vs {baseline})"
+        note = "" if factor == 1 or name == result["baseline"] else f" (vs {result['baseline']})"
         rate = 3 * factor * flops / wall / 1e9
+        wall_ratio, cpu_ratio = result["wall_ratio"], result["cpu_ratio"]
         print(
             f"| {name} | {wall * 1e3:.0f} | "
-            + (f"{wall / base_wall:.3f}{note}" if base_wall else "-")
+            + (f"{wall_ratio:.3f}{note}" if wall_ratio is not None else "-")
             + f" | {rate:.1f} | {100 * 3 * factor * matmul_wall / wall:.0f} % | {cpu:.3f} | "
-            + (f"{cpu / base_cpu:.3f}{note}" if base_cpu else "-")
+            + (f"{cpu_ratio:.3f}{note}" if cpu_ratio is not None else "-")
             + f" | {100 * 3 * factor * matmul_cpu / cpu:.0f} % |"
         )
 
@@ -335,13 +407,13 @@ def main():
 
     backend = keras.backend.backend()
     names = args.heads or heads.names()
-    if "normface" in names:  # the baseline first
+    if "normface" in names:  # NormFace first, next to the baseline
         names = ["normface"] + [n for n in names if n != "normface"]
-    modes = args.modes or {"tensorflow": ["graph", "xla"], "jax": ["jit"]}.get(
-        backend, ["eager"]
+    modes = args.modes or {"tensorflow": ["graph", "xla"], "jax": ["jit"]}.get(backend, ["eager"])
+    print(
+        f"{os.cpu_count()} CPUs visible; TF_CPU_ALLOCATOR_USE_BFC="
+        f"{os.environ.get('TF_CPU_ALLOCATOR_USE_BFC', 'unset')}"
     )
-    print(f"{os.cpu_count()} CPUs visible; TF_CPU_ALLOCATOR_USE_BFC="
-          f"{os.environ.get('TF_CPU_ALLOCATOR_USE_BFC', 'unset')}")
     for mode in modes:
         results, columns = benchmark_mode(backend, mode, names, args)
         print_table(backend, mode, results, columns, names, args)

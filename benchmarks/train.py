@@ -34,8 +34,11 @@ def parse_arguments(argv=None):
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--steps", type=int, default=5, help="timed steps")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps (compilation)")
-    parser.add_argument("--precisions", default="float32,mixed_bfloat16",
-                        help="comma-separated: float32, mixed_float16, mixed_bfloat16")
+    parser.add_argument(
+        "--precisions",
+        default="float32,mixed_bfloat16",
+        help="comma-separated: float32, mixed_float16, mixed_bfloat16",
+    )
     parser.add_argument("--jit", default="false,true", help="comma-separated jit_compile values")
     parser.add_argument("--single", nargs=2, metavar=("PRECISION", "JIT"), help=argparse.SUPPRESS)
     parser.add_argument("--timeout", type=int, default=1800, help="seconds per configuration")
@@ -46,8 +49,8 @@ def run_single(args, precision, jit_compile):
     """Build, compile and time one configuration; return its result dict."""
     import keras
     import numpy as np
-
     from backbones import arcface_training_model  # benchmarks/ is this script's folder
+
     from keras_face import models
 
     keras.config.set_dtype_policy(precision)
@@ -118,41 +121,71 @@ def run_table(args):
     for precision in args.precisions.split(","):
         for jit in args.jit.split(","):
             command = [sys.executable, os.path.abspath(__file__), "--single", precision, jit]
-            for name in ("model", "image_size", "embedding_size", "num_classes", "batch_size", "steps", "warmup"):
+            for name in (
+                "model",
+                "image_size",
+                "embedding_size",
+                "num_classes",
+                "batch_size",
+                "steps",
+                "warmup",
+            ):
                 command += [f"--{name.replace('_', '-')}", str(getattr(args, name))]
             print(f"running {precision}, jit_compile={jit} ...", flush=True)
             try:
-                completed = subprocess.run(command, capture_output=True, text=True, timeout=args.timeout)
+                completed = subprocess.run(
+                    command, capture_output=True, text=True, timeout=args.timeout
+                )
             except subprocess.TimeoutExpired:
-                rows.append({"precision": precision, "jit_compile": jit, "error": f"timeout after {args.timeout}s"})
+                rows.append(
+                    {
+                        "precision": precision,
+                        "jit_compile": jit,
+                        "error": f"timeout after {args.timeout}s",
+                    }
+                )
                 continue
             lines = [line for line in completed.stdout.splitlines() if line.startswith("RESULT ")]
             if completed.returncode != 0 or not lines:
-                tail = (completed.stderr or completed.stdout).strip().splitlines()[-1:] or ["no output"]
+                tail = (completed.stderr or completed.stdout).strip().splitlines()[-1:] or [
+                    "no output"
+                ]
                 rows.append({"precision": precision, "jit_compile": jit, "error": tail[0][:160]})
                 continue
-            rows.append(json.loads(lines[-1][len("RESULT "):]))
+            rows.append(json.loads(lines[-1][len("RESULT ") :]))
     first = next((row for row in rows if "error" not in row), None)
     # Ratios are to float32 without XLA when it ran, else to the first configuration.
     baseline = next(
-        (row for row in rows if "error" not in row and row["precision"] == "float32" and not row["jit_compile"]),
+        (
+            row
+            for row in rows
+            if "error" not in row and row["precision"] == "float32" and not row["jit_compile"]
+        ),
         first,
     )
     if first is not None:
         print(
-            f"\n{first['model']} ({first['parameters']:,} parameters) + ArcFace({args.num_classes}), "
-            f"{args.image_size}x{args.image_size}, batch {args.batch_size}, backend {first['backend']}, "
+            f"\n{first['model']} ({first['parameters']:,} parameters) + "
+            f"ArcFace({args.num_classes}), {args.image_size}x{args.image_size}, "
+            f"batch {args.batch_size}, backend {first['backend']}, "
             f"devices {', '.join(first['devices'])}"
         )
-    header = f"{'precision':<16}{'jit_compile':<13}{'images/s':>10}{'s/step':>9}{'warm-up s':>11}{'ratio':>12}"
+    header = (
+        f"{'precision':<16}{'jit_compile':<13}{'images/s':>10}{'s/step':>9}"
+        f"{'warm-up s':>11}{'ratio':>12}"
+    )
     print(header)
     print("-" * len(header))
     for row in rows:
         if "error" in row:
             print(f"{row['precision']:<16}{row['jit_compile']:<13}  failed: {row['error']}")
             continue
-        ratio = row["images_per_second"] / baseline["images_per_second"] if baseline else float("nan")
-        jit = f"{row['jit_compile']}" + ("" if row["resolved_jit_compile"] == row["jit_compile"] else " (off)")
+        ratio = (
+            row["images_per_second"] / baseline["images_per_second"] if baseline else float("nan")
+        )
+        jit = f"{row['jit_compile']}" + (
+            "" if row["resolved_jit_compile"] == row["jit_compile"] else " (off)"
+        )
         print(
             f"{row['precision']:<16}{jit:<13}{row['images_per_second']:>10.2f}"
             f"{row['seconds_per_step']:>9.3f}{row['warmup_seconds']:>11.1f}{ratio:>11.2f}x"

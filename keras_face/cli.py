@@ -1,18 +1,22 @@
 """The `keras-face` command: a thin layer over the library.
 
 ```
-keras-face train  [--config FILE] [--output DIR] [--set KEY=VALUE ...]   # no arguments: the main job
+keras-face train  [--config FILE] [--output DIR] [--set KEY=VALUE ...]  # no arguments: main job
 keras-face eval   --model M.keras --bin A.bin [B.bin ...] [--ijb ROOT --ijb-target IJBC]
 keras-face pack   --images DIR --output OUT.rec            # folder per identity -> RecordIO
 keras-face pack   --images DIR --pairs PAIRS.txt --output OUT.bin   # pairs -> verification .bin
 keras-face export --model M.keras --format savedmodel|tflite|onnx [--output PATH] [--check]
 ```
 
-Expected problems (a missing file, a config typo, a class count that does not match the
-data, a batch that does not split over the replicas, a diverged run) end with one
-`keras-face <command>: error: ...` line and exit status 1; bad command-line usage exits
-with status 2 (argparse); set `KERAS_FACE_TRACEBACK=1` to see the traceback instead.
-TensorFlow is imported only when a command needs it.
+Expected problems end with one `keras-face <command>: error: ...` line and exit status 1:
+the project's own errors (`keras_face.errors.KerasFaceError`: a config typo, a class count
+that does not match the data, a batch that does not split over the replicas, a corrupt
+data or pairs file, a diverged run) and missing files. Bad command-line usage exits with
+status 2 (argparse). Any other exception is a programming error and keeps its traceback;
+set `KERAS_FACE_TRACEBACK=1` to see the traceback of the expected ones too.
+
+`keras_face.data`, `keras_face.evaluation` and `keras_face.training` (TensorFlow) are
+reached through the package's lazy attributes, so `keras-face --help` does not load them.
 """
 
 import argparse
@@ -20,11 +24,17 @@ import json
 import os
 import sys
 
+import keras
+import numpy as np
+
+import keras_face
+from keras_face.errors import KerasFaceError
+
 EXIT_ERROR = 1
 
 
-class CommandError(Exception):
-    """An expected failure, printed as one line without a traceback."""
+class CommandError(KerasFaceError):
+    """A wrong command-line value (a missing file, a wrong suffix), printed as one line."""
 
 
 def _add_train(subparsers):
@@ -40,7 +50,11 @@ def _add_train(subparsers):
     parser.add_argument("--config", help="YAML config (see configs/); merged onto the default")
     parser.add_argument("--output", help="run folder (default: runs/<name>-<time>)")
     parser.add_argument(
-        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
         help="override a config value, e.g. --set training.epochs=3 --set head=softmax",
     )
     parser.add_argument(
@@ -57,8 +71,12 @@ def _add_eval(subparsers):
         "accuracy, VAL@FAR=1e-3, TAR@FAR) and/or IJB-B/C 1:1.",
     )
     parser.add_argument("--model", required=True, help="embedding model (.keras)")
-    parser.add_argument("--bin", nargs="+", default=[], metavar="FILE", help="verification .bin files")
-    parser.add_argument("--ijb", metavar="ROOT", help="IJB-B/C release folder (meta/ and loose_crop/)")
+    parser.add_argument(
+        "--bin", nargs="+", default=[], metavar="FILE", help="verification .bin files"
+    )
+    parser.add_argument(
+        "--ijb", metavar="ROOT", help="IJB-B/C release folder (meta/ and loose_crop/)"
+    )
     parser.add_argument("--ijb-target", default="IJBC", choices=["IJBB", "IJBC"])
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--folds", type=int, default=10)
@@ -74,10 +92,13 @@ def _add_pack(subparsers):
         "(.rec, .idx, property), or, with --pairs, a list of image pairs into a "
         "verification .bin.",
     )
-    parser.add_argument("--images", required=True, help="image folder (one sub-folder per identity)")
+    parser.add_argument(
+        "--images", required=True, help="image folder (one sub-folder per identity)"
+    )
     parser.add_argument("--output", required=True, help="output .rec or .bin")
     parser.add_argument(
-        "--pairs", metavar="FILE",
+        "--pairs",
+        metavar="FILE",
         help="pairs list: 'path_a path_b 1|0' per line (paths under --images), or LFW pairs.txt",
     )
     parser.add_argument("--image-size", type=int, help="resize images to this size")
@@ -118,8 +139,7 @@ def _require_file(path, what):
 
 
 def run_train(args):
-    from keras_face.training import train
-
+    """`keras-face train`: `keras_face.training.train` with the command's overrides."""
     for assignment in args.assignments:
         if "=" not in assignment:
             raise CommandError(
@@ -128,7 +148,7 @@ def run_train(args):
             )
     if args.config:
         _require_file(args.config, "config file")
-    train(
+    keras_face.training.train(
         args.config,
         output_dir=args.output,
         overrides=list(args.overrides) + list(args.assignments),
@@ -137,12 +157,13 @@ def run_train(args):
 
 
 def _load_embedding_model(path):
-    import keras
-
     _require_file(path, "model")
     if not path.endswith(".keras"):
         raise CommandError(f"--model must be a .keras file: {path}")
-    model = keras.saving.load_model(path)
+    try:
+        model = keras.saving.load_model(path)
+    except ValueError as error:  # not a .keras archive, or one this Keras cannot read
+        raise CommandError(str(error)) from error
     return getattr(model, "embedding_model", None) or model
 
 
@@ -155,142 +176,103 @@ def _print_table(rows, columns):
 
 
 def run_eval(args):
+    """`keras-face eval`: the verification table of `--bin` files and IJB-B/C 1:1."""
     if not args.bin and not args.ijb:
         raise CommandError("give at least one --bin file or --ijb folder")
     for path in args.bin:
         _require_file(path, "verification file")
     if args.ijb:
         _require_file(args.ijb, "IJB folder")
-    from keras_face.data import read_bin
-    from keras_face.evaluation import evaluate_ijb
-    from keras_face.evaluation import extract_embeddings
-    from keras_face.evaluation import ijb_image_features
-    from keras_face.evaluation import read_ijb_meta
-    from keras_face.evaluation import verify
-
     model = _load_embedding_model(args.model)
     results = {}
     rows = []
     for path in args.bin:
         name = os.path.splitext(os.path.basename(path))[0]
-        images, issame = read_bin(path)
-        embeddings = extract_embeddings(model, images, batch_size=args.batch_size, flip=not args.no_flip)
-        result = verify(embeddings, issame, n_folds=args.folds)
-        results[name] = {
-            "pairs": int(len(issame)),
-            "accuracy": float(result["accuracy"]),
-            "accuracy_std": float(result["accuracy_std"]),
-            "threshold": float(result["threshold"]),
-            "val_at_far_1e-3": float(result["val_at_far_1e-3"]),
-            "auc": float(result["auc"]),
-        }
-        rows.append([
-            name, str(len(issame)),
-            f"{100 * result['accuracy']:.2f} +- {100 * result['accuracy_std']:.2f}",
-            f"{result['threshold']:.3f}", f"{100 * result['val_at_far_1e-3']:.2f}",
-            f"{result['auc']:.4f}",
-        ])
+        images, issame = keras_face.data.read_bin(path)
+        summary = keras_face.evaluation.evaluate_pairs(
+            model,
+            images,
+            issame,
+            name=name,
+            batch_size=args.batch_size,
+            flip=not args.no_flip,
+            n_folds=args.folds,
+            verbose=True,
+        )
+        results[name] = summary.as_dict()
+        rows.append(summary.table_row())
     if rows:
-        _print_table(rows, ["set", "pairs", f"accuracy % ({args.folds}-fold)", "threshold", "VAL@FAR=1e-3 %", "AUC"])
+        _print_table(
+            rows,
+            [
+                column.format(folds=args.folds)
+                for column in keras_face.evaluation.VERIFICATION_TABLE_COLUMNS
+            ],
+        )
     if args.ijb:
-        meta = read_ijb_meta(args.ijb, args.ijb_target)
-        features = ijb_image_features(model, meta, batch_size=args.batch_size, flip=not args.no_flip)
-        result = evaluate_ijb(features, meta)
-        tar = {f"{far:g}": float(value) for far, value in result["tar_at_far"].items()}
-        results[args.ijb_target] = {"tar_at_far": tar, "auc": float(result["auc"])}
-        if rows:
-            print()
-        _print_table([[args.ijb_target] + [f"{100 * v:.2f}" for v in tar.values()]],
-                     ["set"] + [f"TAR@FAR={far} %" for far in tar])
+        results[args.ijb_target] = _evaluate_ijb(args, model, blank_line=bool(rows))
     if args.json:
         with open(args.json, "w") as file:
             json.dump(results, file, indent=2)
 
 
-def _read_pairs(pairs_path, images_dir):
-    """`[(path_a, path_b, issame)]` from 'a b 1|0' lines or an LFW pairs.txt."""
-    pairs = []
-    with open(pairs_path) as file:
-        for number, line in enumerate(file, start=1):
-            tokens = line.split()
-            if not tokens or (number == 1 and len(tokens) == 2 and all(t.isdigit() for t in tokens)):
-                continue  # blank line, or LFW's "folds pairs_per_fold" header
-            if len(tokens) == 3 and tokens[2].lower() in ("0", "1", "true", "false"):
-                pair = (tokens[0], tokens[1], tokens[2].lower() in ("1", "true"))
-            elif len(tokens) == 3 and tokens[1].isdigit() and tokens[2].isdigit():
-                name = tokens[0]
-                pair = (f"{name}/{name}_{int(tokens[1]):04d}.jpg", f"{name}/{name}_{int(tokens[2]):04d}.jpg", True)
-            elif len(tokens) == 4 and tokens[1].isdigit() and tokens[3].isdigit():
-                pair = (
-                    f"{tokens[0]}/{tokens[0]}_{int(tokens[1]):04d}.jpg",
-                    f"{tokens[2]}/{tokens[2]}_{int(tokens[3]):04d}.jpg",
-                    False,
-                )
-            else:
-                raise CommandError(
-                    f"{pairs_path}:{number}: expected 'path_a path_b 1|0' or an LFW pairs "
-                    f"line, got {line.strip()!r}"
-                )
-            for relative in pair[:2]:
-                _require_file(os.path.join(images_dir, relative), f"image of {pairs_path}:{number}")
-            pairs.append(pair)
-    if not pairs:
-        raise CommandError(f"no pairs in {pairs_path}")
-    return pairs
+def _evaluate_ijb(args, model, blank_line):
+    evaluation = keras_face.evaluation
+    meta = evaluation.read_ijb_meta(args.ijb, args.ijb_target)
+    features = evaluation.ijb_image_features(
+        model, meta, batch_size=args.batch_size, flip=not args.no_flip
+    )
+    result = evaluation.evaluate_ijb(features, meta)
+    tar = {f"{far:g}": float(value) for far, value in result["tar_at_far"].items()}
+    if blank_line:
+        print()
+    _print_table(
+        [[args.ijb_target] + [f"{100 * value:.2f}" for value in tar.values()]],
+        ["set"] + [f"TAR@FAR={far} %" for far in tar],
+    )
+    return {"tar_at_far": tar, "auc": float(result["auc"])}
 
 
 def run_pack(args):
-    import numpy as np
-
+    """`keras-face pack`: an image folder into a .rec pack, or a pairs list into a .bin."""
     _require_file(args.images, "image folder")
     if not os.path.isdir(args.images):
         raise CommandError(f"--images must be a folder: {args.images}")
     if args.pairs:
-        _require_file(args.pairs, "pairs file")
-        if not args.output.endswith(".bin"):
-            raise CommandError(f"with --pairs the output is a verification .bin: {args.output}")
-        from PIL import Image
-
-        from keras_face.data import write_bin
-
-        pairs = _read_pairs(args.pairs, args.images)
-        images = []
-        for path_a, path_b, _ in pairs:
-            for relative in (path_a, path_b):
-                with Image.open(os.path.join(args.images, relative)) as image:
-                    image = image.convert("RGB")
-                    if args.image_size:
-                        image = image.resize((args.image_size, args.image_size), Image.BILINEAR)
-                    images.append(np.asarray(image))
-        shapes = {image.shape for image in images}
-        if len(shapes) > 1:
-            raise CommandError(f"the images have several sizes {sorted(shapes)}: pass --image-size")
-        issame = np.array([same for _, _, same in pairs], dtype=bool)
-        write_bin(args.output, np.stack(images), issame, quality=args.quality)
-        print(f"Wrote {len(pairs)} pairs ({int(issame.sum())} genuine) to {args.output}")
+        _pack_pairs(args)
         return
     if not args.output.endswith(".rec"):
         raise CommandError(f"the output of a folder pack is a .rec file: {args.output}")
-    from keras_face.data import pack_image_folder
-
-    summary = pack_image_folder(args.images, args.output, image_size=args.image_size, quality=args.quality)
+    summary = keras_face.data.pack_image_folder(
+        args.images, args.output, image_size=args.image_size, quality=args.quality
+    )
     print(
         f"Packed {summary['num_images']} images of {summary['num_classes']} identities into "
         f"{args.output} ({summary.get('num_skipped', 0)} skipped)"
     )
 
 
+def _pack_pairs(args):
+    _require_file(args.pairs, "pairs file")
+    if not args.output.endswith(".bin"):
+        raise CommandError(f"with --pairs the output is a verification .bin: {args.output}")
+    data = keras_face.data
+    pairs = data.read_pairs_file(args.pairs, images_dir=args.images)
+    images, issame = data.load_pair_images(pairs, args.images, image_size=args.image_size)
+    data.write_bin(args.output, images, issame, quality=args.quality)
+    print(f"Wrote {len(pairs)} pairs ({int(issame.sum())} genuine) to {args.output}")
+
+
 def run_export(args):
-    import numpy as np
-
-    from keras_face.training import export_embedding_model
-    from keras_face.training import run_exported
-
+    """`keras-face export`: SavedModel, TFLite or ONNX, with an optional parity check."""
+    training = keras_face.training
     model = _load_embedding_model(args.model)
     suffix = {"savedmodel": "_savedmodel", "tflite": ".tflite", "onnx": ".onnx"}[args.format]
     output = args.output or os.path.splitext(args.model)[0] + suffix
     try:
-        export_embedding_model(model, output, format=args.format, input_dtype=args.input_dtype, opset=args.opset)
+        training.export_embedding_model(
+            model, output, format=args.format, input_dtype=args.input_dtype, opset=args.opset
+        )
     except ImportError as error:
         raise CommandError(str(error)) from None
     print(f"Exported {model.name} ({args.format}, {args.input_dtype} input) to {output}")
@@ -298,38 +280,67 @@ def run_export(args):
         shape = (4,) + tuple(model.inputs[0].shape[1:])
         images = np.random.default_rng(0).integers(0, 256, size=shape).astype(np.uint8)
         expected = np.asarray(model.predict(images.astype("float32"), verbose=0))
-        actual = run_exported(output, images, format=args.format)
+        actual = training.run_exported(output, images, format=args.format)
         difference = float(np.abs(actual - expected).max())
-        print(f"Parity with the Keras model on 4 random images: max abs difference {difference:.2e}")
+        print(
+            f"Parity with the Keras model on 4 random images: max abs difference {difference:.2e}"
+        )
         if difference > 1e-4:
-            raise CommandError(f"exported model differs from the Keras model by {difference:.2e} (> 1e-4)")
+            raise CommandError(
+                f"exported model differs from the Keras model by {difference:.2e} (> 1e-4)"
+            )
 
 
 COMMANDS = {"train": run_train, "eval": run_eval, "pack": run_pack, "export": run_export}
 
 
+def expected_errors():
+    """The exception types that `main` prints as one line: the project's own, missing files.
+
+    Returns:
+        tuple of exception types: `keras_face.errors.KerasFaceError` (config, data, pairs
+        file, diverged run, command-line values) and `FileNotFoundError`.
+
+    Example:
+        ```python
+        isinstance(keras_face.training.ConfigError("bad"), keras_face.cli.expected_errors())
+        ```
+    """
+    return (KerasFaceError, FileNotFoundError)
+
+
+def _one_line(error):
+    if isinstance(error, FileNotFoundError) and error.filename is not None:
+        return f"{error.strerror}: {error.filename}"
+    return str(error)
+
+
 def main(argv=None):
-    """Entry point of the `keras-face` console script; returns the exit status."""
+    """Entry point of the `keras-face` console script; returns the exit status.
+
+    Args:
+        argv: list of str. The arguments after `keras-face`. Defaults to `sys.argv[1:]`.
+
+    Returns:
+        int: 0, or 1 after an expected error (printed as one line); usage errors exit
+        with 2 (argparse). Other exceptions propagate with their traceback.
+
+    Example:
+        ```python
+        status = keras_face.cli.main(["train", "--set", "training.epochs=1"])
+        ```
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         return 2
-    from keras_face.training.config import ConfigError
-
-    expected = (CommandError, ConfigError, FileNotFoundError)
     try:
-        from keras_face.training.stop_on_nan import TrainingDivergedError
-
-        expected = expected + (TrainingDivergedError, ValueError)
         COMMANDS[args.command](args)
-    except expected as error:
-        if os.environ.get("KERAS_FACE_TRACEBACK"):
+    except Exception as error:
+        if not isinstance(error, expected_errors()) or os.environ.get("KERAS_FACE_TRACEBACK"):
             raise
-        message = str(error) if not isinstance(error, FileNotFoundError) or error.filename is None else (
-            f"{error.strerror}: {error.filename}"
-        )
-        print(f"keras-face {args.command}: error: {message}", file=sys.stderr)
+        print(f"keras-face {args.command}: error: {_one_line(error)}", file=sys.stderr)
         return EXIT_ERROR
     return 0
 

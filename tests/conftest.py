@@ -11,7 +11,9 @@ import pytest
 def pytest_collection_modifyitems(config, items):
     if keras.backend.backend() == "tensorflow":
         return
-    skip = pytest.mark.skip(reason=f"needs the TensorFlow backend (running {keras.backend.backend()})")
+    skip = pytest.mark.skip(
+        reason=f"needs the TensorFlow backend (running {keras.backend.backend()})"
+    )
     for item in items:
         if "tf_only" in item.keywords:
             item.add_marker(skip)

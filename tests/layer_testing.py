@@ -1,9 +1,10 @@
 """One helper that every keras_face layer goes through.
 
 `run_layer_test` checks: the config round trip, a symbolic (functional) and an eager call,
-one `fit` step, the `mixed_float16` / `mixed_bfloat16` policies (float32 outputs, finite,
-close to the float32 result), and a `.keras` save/load without `custom_objects` giving
-identical outputs.
+the number of trainable and non-trainable weights (a stateful layer's state is part of its
+contract), one `fit` step, the `mixed_float16` / `mixed_bfloat16` policies (float32
+outputs, finite, close to the float32 result, same weight counts), and a `.keras`
+save/load without `custom_objects` giving identical outputs.
 """
 
 import os
@@ -19,8 +20,7 @@ def _to_numpy(x):
 
 def _build_model(layer, inputs):
     symbolic = [
-        keras.Input(shape=np.asarray(x).shape[1:], dtype=str(np.asarray(x).dtype))
-        for x in inputs
+        keras.Input(shape=np.asarray(x).shape[1:], dtype=str(np.asarray(x).dtype)) for x in inputs
     ]
     outputs = layer(symbolic if len(symbolic) > 1 else symbolic[0])
     return keras.Model(symbolic, outputs)
@@ -29,6 +29,15 @@ def _build_model(layer, inputs):
 def _call(layer, inputs, training):
     args = [keras.ops.convert_to_tensor(x) for x in inputs]
     return layer(args if len(args) > 1 else args[0], training=training)
+
+
+def _check_weight_counts(layer, trainable, non_trainable):
+    if trainable is not None:
+        names = [w.path for w in layer.trainable_weights]
+        assert len(names) == trainable, f"trainable weights: {names}"
+    if non_trainable is not None:
+        names = [w.path for w in layer.non_trainable_weights]
+        assert len(names) == non_trainable, f"non-trainable weights: {names}"
 
 
 def run_layer_test(
@@ -43,6 +52,8 @@ def run_layer_test(
     run_fit=True,
     run_mixed_precision=True,
     run_saving=True,
+    expected_num_trainable_weights=None,
+    expected_num_non_trainable_weights=None,
 ):
     """Run the standard battery of checks on a layer.
 
@@ -59,6 +70,10 @@ def run_layer_test(
             the float32 outputs (same weights). `None`: 1e-5 + 1e-5 * max |output|.
         training_for_outputs: bool. The `training` flag of the compared calls.
         run_fit, run_mixed_precision, run_saving: switch parts off.
+        expected_num_trainable_weights: int or `None`. Number of trainable weights of
+            the built layer (as keras-hub's `run_layer_test`); `None` skips the check.
+        expected_num_non_trainable_weights: int or `None`. Number of non-trainable
+            weights (the state of a stateful layer); `None` skips the check.
 
     Returns:
         The layer built in float32, for further checks.
@@ -73,6 +88,7 @@ def run_layer_test(
 
     # Eager call, then symbolic model with the same weights.
     eager = _call(layer, inputs, training_for_outputs)
+    _check_weight_counts(layer, expected_num_trainable_weights, expected_num_non_trainable_weights)
     if expected_output_shape is not None:
         assert tuple(eager.shape) == tuple(expected_output_shape)
     assert keras.backend.standardize_dtype(eager.dtype) == expected_output_dtype
@@ -110,6 +126,9 @@ def run_layer_test(
         for policy in ("mixed_float16", "mixed_bfloat16"):
             mixed = layer_cls.from_config({**layer.get_config(), "dtype": policy})
             _call(mixed, inputs, training_for_outputs)  # build
+            _check_weight_counts(
+                mixed, expected_num_trainable_weights, expected_num_non_trainable_weights
+            )
             mixed.set_weights(layer.get_weights())
             out = _call(mixed, inputs, training_for_outputs)
             assert keras.backend.standardize_dtype(out.dtype) == "float32", policy
@@ -126,6 +145,9 @@ def run_layer_test(
             path = os.path.join(folder, "model.keras")
             model.save(path)
             loaded = keras.saving.load_model(path)
+        _check_weight_counts(
+            loaded.layers[-1], expected_num_trainable_weights, expected_num_non_trainable_weights
+        )
         loaded_out = _to_numpy(
             loaded(
                 [keras.ops.convert_to_tensor(x) for x in inputs]

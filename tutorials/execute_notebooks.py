@@ -42,7 +42,8 @@ def strip_machine_noise(notebook):
         for output in cell.get("outputs", []):
             if output.output_type == "stream":
                 lines = [
-                    line for line in output.text.splitlines(keepends=True)
+                    line
+                    for line in output.text.splitlines(keepends=True)
                     if not _MACHINE_NOISE.match(line.rstrip("\n"))
                 ]
                 if not "".join(lines).strip():
@@ -57,7 +58,9 @@ def execute(path, timeout=3600, save=True):
     """Run one notebook top to bottom (in its folder); return the seconds it took."""
     notebook = nbformat.read(path, as_version=4)
     client = NotebookClient(
-        notebook, timeout=timeout, kernel_name="python3",
+        notebook,
+        timeout=timeout,
+        kernel_name="python3",
         resources={"metadata": {"path": str(path.parent)}},
     )
     start = time.perf_counter()

@@ -101,12 +101,13 @@ def _rewrite_notebook_links(content, page, files):
             posixpath.join(posixpath.dirname(page.file.src_uri), match.group(1))
         )
         if target.startswith("docs/"):
-            target = target[len("docs/"):]
+            target = target[len("docs/") :]
         found = files.get_file_from_path(target)
         if found is None:
             log.warning(
                 "Notebook %s links to %r, which is not a page of the site",
-                page.file.src_uri, match.group(1),
+                page.file.src_uri,
+                match.group(1),
             )
             return match.group(0)
         return f'href="{found.url_relative_to(page.file)}{match.group(2) or ""}"'

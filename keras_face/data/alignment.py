@@ -23,14 +23,18 @@ ARCFACE_TEMPLATE = np.array(
 def _as_points(points, name):
     array = np.asarray(points, dtype=np.float64)
     if array.ndim != 2 or array.shape[1] != 2 or array.shape[0] < 2:
-        raise ValueError(f"`{name}` must be an (N, 2) array of points with N >= 2. Received: shape={array.shape}")
+        raise ValueError(
+            f"`{name}` must be an (N, 2) array of points with N >= 2. Received: shape={array.shape}"
+        )
     if not np.all(np.isfinite(array)):
-        raise ValueError(f"`{name}` contains NaN or infinite coordinates. Received: {name}={array.tolist()}")
+        raise ValueError(
+            f"`{name}` contains NaN or infinite coordinates. Received: {name}={array.tolist()}"
+        )
     return array
 
 
 def estimate_similarity_transform(src, dst):
-    """Least-squares similarity transform (rotation, uniform scale, translation) from `src` to `dst`.
+    """Least-squares similarity transform (rotation, uniform scale, shift) from `src` to `dst`.
 
     Umeyama's closed form: with centred point sets and `Sigma = dst_c^T src_c / N`,
     `Sigma = U D V^T`, `R = U S V^T` (S flips the last axis when needed so that R is a
@@ -58,7 +62,8 @@ def estimate_similarity_transform(src, dst):
     dst = _as_points(dst, "dst")
     if src.shape != dst.shape:
         raise ValueError(
-            f"`src` and `dst` must have the same shape. Received: src.shape={src.shape}, dst.shape={dst.shape}"
+            "`src` and `dst` must have the same shape. "
+            f"Received: src.shape={src.shape}, dst.shape={dst.shape}"
         )
     src_mean = src.mean(axis=0)
     dst_mean = dst.mean(axis=0)
@@ -87,7 +92,8 @@ def _as_size(image_size):
     size = tuple(int(value) for value in image_size)
     if len(size) != 2 or min(size) <= 0:
         raise ValueError(
-            f"`image_size` must be a positive int or a (height, width) pair. Received: image_size={image_size!r}"
+            "`image_size` must be a positive int or a (height, width) pair. "
+            f"Received: image_size={image_size!r}"
         )
     return size
 
@@ -123,7 +129,9 @@ def warp_affine(image, matrix, output_size, border_value=0):
     try:
         inverse = np.linalg.inv(full)[:2]
     except np.linalg.LinAlgError:
-        raise ValueError(f"`matrix` is not invertible. Received: matrix={matrix.tolist()}") from None
+        raise ValueError(
+            f"`matrix` is not invertible. Received: matrix={matrix.tolist()}"
+        ) from None
 
     pixels = image.astype(np.float64)
     if pixels.ndim == 2:

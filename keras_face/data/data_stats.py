@@ -4,10 +4,12 @@ import logging
 
 import keras
 
+from keras_face.errors import DataError
+
 logger = logging.getLogger("keras_face.data")
 
 
-class UndecodableImageError(ValueError):
+class UndecodableImageError(DataError):
     """Raised in strict mode when an image inside a pack cannot be decoded; names its key."""
 
 
@@ -18,7 +20,8 @@ class DataStats:
     stream (never replaced, so no label is shifted) and recorded here with its key. The
     counts are exact at the end of each pass over the data, when the reader also logs a
     warning on the `"keras_face.data"` logger if anything was skipped. Pass the same object
-    to several readers to pool their counts, or read `dataset.stats` on the returned dataset.
+    to several readers to pool their counts, or read `stats` of the returned
+    `keras_face.data.FaceDataset`.
     Counts assume one iterator at a time over a dataset (as Keras `fit` and loops do).
 
     Args:
@@ -29,8 +32,8 @@ class DataStats:
     Example:
         ```python
         stats = keras_face.data.DataStats()
-        dataset = keras_face.data.read_recordio("train.rec", batch_size=128, stats=stats)
-        model.fit(dataset, epochs=2, callbacks=[keras_face.data.DataStatsCallback(stats)])
+        faces = keras_face.data.read_recordio("train.rec", batch_size=128, stats=stats)
+        model.fit(faces.dataset, epochs=2, callbacks=[keras_face.data.DataStatsCallback(stats)])
         print(stats.skipped, stats.skipped_keys[:10])
         ```
     """
@@ -86,16 +89,16 @@ class DataStatsCallback(keras.callbacks.Callback):
     whose passes do not line up with Keras epochs.
 
     Args:
-        stats: `keras_face.data.DataStats` or a dataset returned by a `keras_face.data`
-            reader (its `stats` attribute is used).
+        stats: `keras_face.data.DataStats` or the `keras_face.data.FaceDataset` returned
+            by a reader (its `stats` is used).
         verbose: int. 0 adds the count to the logs only; 1 also prints new skips.
             Defaults to `1`.
 
     Example:
         ```python
-        dataset = keras_face.data.read_recordio("train.rec", batch_size=128)
-        callback = keras_face.data.DataStatsCallback(dataset)
-        model.fit(dataset, epochs=10, callbacks=[callback])
+        faces = keras_face.data.read_recordio("train.rec", batch_size=128, repeat=True)
+        callback = keras_face.data.DataStatsCallback(faces)
+        model.fit(faces.dataset, epochs=10, steps_per_epoch=100, callbacks=[callback])
         ```
     """
 
@@ -104,7 +107,7 @@ class DataStatsCallback(keras.callbacks.Callback):
         stats = getattr(stats, "stats", stats)
         if not isinstance(stats, DataStats):
             raise ValueError(
-                "`stats` must be a keras_face.data.DataStats or a dataset returned by a "
+                "`stats` must be a keras_face.data.DataStats or a FaceDataset returned by a "
                 f"keras_face.data reader. Received: stats={stats!r}"
             )
         self.stats = stats

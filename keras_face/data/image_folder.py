@@ -3,20 +3,24 @@
 import os
 
 import numpy as np
-import tensorflow as tf
 from tqdm.auto import tqdm
 
 from keras_face.data.image_codec import check_image_format
 from keras_face.data.image_codec import image_format_of
 from keras_face.data.image_codec import to_encoded
-from keras_face.data.pipeline import DEFAULT_CHUNK_SIZE
-from keras_face.data.pipeline import IndexedSource
+from keras_face.data.image_source import IndexedSource
 from keras_face.data.pipeline import as_class_ids
-from keras_face.data.pipeline import build_image_dataset
-from keras_face.data.pipeline import validate_reader_arguments
+from keras_face.data.pipeline import read_source
+from keras_face.data.read_options import resolve_options
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
-_EXTENSION_OF_FORMAT = {"jpeg": ".jpg", "png": ".png", "gif": ".gif", "bmp": ".bmp", "webp": ".webp"}
+_EXTENSION_OF_FORMAT = {
+    "jpeg": ".jpg",
+    "png": ".png",
+    "gif": ".gif",
+    "bmp": ".bmp",
+    "webp": ".webp",
+}
 
 
 def list_image_folder(directory, extensions=IMAGE_EXTENSIONS, follow_links=False):
@@ -64,11 +68,13 @@ def list_image_folder(directory, extensions=IMAGE_EXTENSIONS, follow_links=False
 
 
 class _ImageFolderSource(IndexedSource):
-    def __init__(self, directory, paths, labels, **kwargs):
-        super().__init__(**kwargs)
+    def __init__(self, directory, paths, labels, class_names):
+        super().__init__()
         self.directory = directory
         self.paths = paths
         self.labels = labels
+        self.class_names = class_names
+        self.num_classes = len(class_names)
         self.num_items = len(paths)
         self.description = directory
 
@@ -83,104 +89,37 @@ class _ImageFolderSource(IndexedSource):
         return os.path.relpath(self.paths[item], self.directory)
 
 
-def read_image_folder(
-    directory,
-    batch_size=None,
-    shuffle=True,
-    seed=None,
-    repeat=False,
-    num_shards=1,
-    shard_index=0,
-    input_context=None,
-    image_size=None,
-    flip=False,
-    preprocessing=None,
-    augmentation=None,
-    drop_remainder=False,
-    strict=False,
-    stats=None,
-    extensions=IMAGE_EXTENSIONS,
-    num_parallel_calls=tf.data.AUTOTUNE,
-    prefetch=True,
-):
-    """Reads a folder-per-identity tree as a `tf.data.Dataset` of `(image, label)`.
+def read_image_folder(directory, options=None, *, extensions=IMAGE_EXTENSIONS, **option_overrides):
+    """Reads a folder-per-identity tree through the shared reader pipeline.
 
-    Labels follow `keras_face.data.list_image_folder` (sorted identity names). The options
-    and the handling of undecodable files (skipped and counted with their relative path as
-    key, or an error in strict mode) are those of `keras_face.data.read_recordio`.
+    Labels follow `keras_face.data.list_image_folder` (sorted identity names). Shuffling
+    permutes the files every pass; sharding gives each pipeline every `num_shards`-th file.
+    An undecodable file is skipped and counted with its path relative to `directory` as
+    key, or raises in strict mode, as in `keras_face.data.read_recordio`.
 
     Args:
         directory: str or path-like. Root of the tree.
-        batch_size: int or `None`. Batch size; `None` yields single images.
-            Defaults to `None`.
-        shuffle: bool. Reshuffle the file order every pass. Defaults to `True`.
-        seed: int or `None`. Seed of the shuffling and flipping. Defaults to `None`.
-        repeat: bool. Repeat indefinitely. Defaults to `False`.
-        num_shards: int. Number of input pipelines (workers). Defaults to `1`.
-        shard_index: int. This pipeline's index in `[0, num_shards)`. Defaults to `0`.
-        input_context: `tf.distribute.InputContext` or `None`; overrides the two above.
-            Defaults to `None`.
-        image_size: int, `(height, width)` or `None`. Resize images of another size
-            (bilinear). Defaults to `None`.
-        flip: bool. Random horizontal flip. Defaults to `False`.
-        preprocessing: `None`, `"arcface"` or `"insightface"`. See
-            `keras_face.data.preprocess`; images are uint8 when `None`. Defaults to `None`.
-        augmentation: callable, Keras layer or list of them, applied to (batches of) uint8
-            images before `preprocessing`. Defaults to `None`.
-        drop_remainder: bool. Drop the last incomplete batch. Defaults to `False`.
-        strict: bool. Raise on the first undecodable image instead of skipping it.
-            Defaults to `False`.
-        stats: `keras_face.data.DataStats` or `None`. Where counts go; a new one is made
-            when `None`. Also available as `dataset.stats`. Defaults to `None`.
-        extensions: tuple of str. Image file suffixes. Defaults to common image suffixes.
-        num_parallel_calls: int, `tf.data.AUTOTUNE` or `None`. Decoding parallelism.
-            Defaults to `tf.data.AUTOTUNE`.
-        prefetch: bool. Prefetch batches. Defaults to `True`.
+        options: `keras_face.data.ReadOptions` or `None`. Batching, order, sharding and
+            image steps (shared by every reader and documented there). Defaults to `None`.
+        extensions: tuple of str. Image file suffixes. Defaults to
+            `(".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")`.
+        **option_overrides: any field of `keras_face.data.ReadOptions`, replacing the one
+            of `options`.
 
     Returns:
-        `tf.data.Dataset` with attributes `class_names`, `num_classes`, `num_images` (in
-        this shard) and `stats`.
+        `keras_face.data.FaceDataset` with `class_names` (the identity directories),
+        `num_classes` and `num_images` (in this shard).
 
     Example:
         ```python
-        dataset = keras_face.data.read_image_folder("faces/", batch_size=64, flip=True)
-        print(dataset.class_names)
+        faces = keras_face.data.read_image_folder("faces/", batch_size=64, flip=True)
+        print(faces.class_names[:5], faces.num_images)
         ```
     """
-    num_shards, shard_index = validate_reader_arguments(
-        batch_size, num_shards, shard_index, input_context, preprocessing, num_parallel_calls
-    )
+    options = resolve_options(options, option_overrides)
     directory = os.fspath(directory)
     paths, labels, class_names = list_image_folder(directory, extensions=extensions)
-    source = _ImageFolderSource(
-        directory,
-        paths,
-        labels,
-        shuffle=shuffle,
-        seed=seed,
-        num_shards=num_shards,
-        shard_index=shard_index,
-        chunk_size=DEFAULT_CHUNK_SIZE,
-    )
-    dataset = build_image_dataset(
-        source,
-        batch_size=batch_size,
-        repeat=repeat,
-        drop_remainder=drop_remainder,
-        image_size=image_size,
-        flip=flip,
-        preprocessing=preprocessing,
-        augmentation=augmentation,
-        strict=strict,
-        stats=stats,
-        seed=seed,
-        num_parallel_calls=num_parallel_calls,
-        prefetch=prefetch,
-    )
-    dataset.class_names = class_names
-    dataset.num_classes = len(class_names)
-    dataset.num_images = len(source.shard_items())
-    return dataset
+    return read_source(_ImageFolderSource(directory, paths, labels, class_names), options)
 
 
 def write_image_folder(
@@ -225,7 +164,8 @@ def write_image_folder(
         class_names = [str(name) for name in class_names]
         if len(class_names) < num_classes:
             raise ValueError(
-                f"`class_names` has {len(class_names)} names but labels go up to {num_classes - 1}. "
+                f"`class_names` has {len(class_names)} names but labels go up to "
+                f"{num_classes - 1}. "
                 f"Received: len(class_names)={len(class_names)}"
             )
         if class_names != sorted(class_names) or len(set(class_names)) != len(class_names):
@@ -245,7 +185,9 @@ def write_image_folder(
             raise ValueError(f"There are more images than labels ({len(labels)}).")
         data = to_encoded(image, image_format=image_format, quality=quality)
         extension = _EXTENSION_OF_FORMAT.get(image_format_of(data) or image_format, ".img")
-        path = os.path.join(directory, class_names[int(labels[index])], f"{index:0{width}d}{extension}")
+        path = os.path.join(
+            directory, class_names[int(labels[index])], f"{index:0{width}d}{extension}"
+        )
         with open(path, "wb") as file:
             file.write(data)
         paths.append(path)

@@ -96,8 +96,24 @@ def random_flip(image, seed=None):
     return tf.image.stateless_random_flip_left_right(image, seed=seed)
 
 
-def _resize_if_needed(image, image_size):
-    """Bilinear resize of a uint8 (H, W, 3) image to `image_size`, skipped when already that size."""
+def resize_image(image, image_size):
+    """Resizes a uint8 `(H, W, 3)` image to `image_size` (bilinear), unless already that size.
+
+    Rounds and clips back to the input dtype, so uint8 stays uint8; an image that already
+    has the size passes through unchanged (no resampling).
+
+    Args:
+        image: uint8 tensor `(H, W, 3)`.
+        image_size: `(height, width)` pair of ints (see `check_image_size`).
+
+    Returns:
+        Tensor `(height, width, 3)` of the input dtype.
+
+    Example:
+        ```python
+        image = keras_face.data.preprocessing.resize_image(image, (112, 112))
+        ```
+    """
     height, width = image_size
     shape = tf.shape(image)
 
@@ -111,12 +127,31 @@ def _resize_if_needed(image, image_size):
     return image
 
 
-def _normalize_image_size(image_size):
+def check_image_size(image_size):
+    """Returns `image_size` as a `(height, width)` tuple of positive ints, or `None`.
+
+    Args:
+        image_size: int (square), `(height, width)` or `None`.
+
+    Returns:
+        `(height, width)` tuple of ints, or `None` when `image_size` is `None`.
+
+    Example:
+        ```python
+        keras_face.data.preprocessing.check_image_size(112)  # (112, 112)
+        ```
+    """
     if image_size is None:
         return None
     if isinstance(image_size, (int, np.integer)):
         image_size = (int(image_size), int(image_size))
-    image_size = tuple(int(value) for value in image_size)
+    try:
+        image_size = tuple(int(value) for value in image_size)
+    except (TypeError, ValueError):
+        raise ValueError(
+            "`image_size` must be a positive int or a (height, width) pair. "
+            f"Received: image_size={image_size!r}"
+        ) from None
     if len(image_size) != 2 or min(image_size) <= 0:
         raise ValueError(
             "`image_size` must be a positive int or a (height, width) pair. "

@@ -28,17 +28,20 @@ import struct
 
 import numpy as np
 
+from keras_face.errors import DataError
+
 RECORDIO_MAGIC = 0xCED7230A
 _MAGIC_BYTES = struct.pack("<I", RECORDIO_MAGIC)
 _LENGTH_MASK = (1 << 29) - 1
 _MAX_RECORD_LENGTH = _LENGTH_MASK
 _IR_FORMAT = "<IfQQ"
 IR_HEADER_SIZE = struct.calcsize(_IR_FORMAT)  # 24 bytes
-# Vectorised header reads gather this many records' bytes at once (bounds memory on 5M-record packs).
+# Vectorised header reads gather this many records' bytes at once (bounds memory on
+# 5M-record packs).
 _GATHER_BLOCK = 1 << 18
 
 
-class RecordIOError(ValueError):
+class RecordIOError(DataError):
     """A `.rec`/`.idx` file is malformed (wrong magic word, truncated record, bad index).
 
     The message names the file and the byte offset of the problem.
@@ -138,7 +141,8 @@ def _encode_frames(record):
     length = len(record)
     if length > _MAX_RECORD_LENGTH:
         raise ValueError(
-            f"A RecordIO record holds at most {_MAX_RECORD_LENGTH} bytes. Received: len(record)={length}"
+            f"A RecordIO record holds at most {_MAX_RECORD_LENGTH} bytes. "
+            f"Received: len(record)={length}"
         )
     # Aligned positions where the magic word occurs force a split (dmlc-core WriteRecord).
     words = np.frombuffer(record, dtype="<u4", count=length // 4)
@@ -330,7 +334,9 @@ class RecordIOReader:
             raise RecordIOError(f"{index_path}: non-integer key or offset ({error}).") from None
         if len(np.unique(keys)) != len(keys):
             unique, counts = np.unique(keys, return_counts=True)
-            raise RecordIOError(f"{index_path}: key {unique[counts > 1][0]} appears more than once.")
+            raise RecordIOError(
+                f"{index_path}: key {unique[counts > 1][0]} appears more than once."
+            )
         return keys, offsets
 
     def _frame_headers(self, offsets):

@@ -23,13 +23,12 @@ from tqdm.auto import tqdm
 from keras_face.data.image_codec import check_image_format
 from keras_face.data.image_codec import check_quality
 from keras_face.data.image_codec import image_format_of
-from keras_face.data.image_codec import try_image_size_of
 from keras_face.data.image_codec import to_encoded
-from keras_face.data.pipeline import DEFAULT_CHUNK_SIZE
-from keras_face.data.pipeline import POSITION_BITS
+from keras_face.data.image_codec import try_image_size_of
+from keras_face.data.image_source import DEFAULT_CHUNK_SIZE
 from keras_face.data.pipeline import as_class_ids
-from keras_face.data.pipeline import build_image_dataset
-from keras_face.data.pipeline import validate_reader_arguments
+from keras_face.data.pipeline import read_source
+from keras_face.data.read_options import resolve_options
 
 IMAGE_FEATURE = "image/encoded"
 LABEL_FEATURE = "image/class/label"
@@ -86,7 +85,9 @@ def write_tfrecord(
     """
     path = os.fspath(path)
     if not isinstance(num_shards, (int, np.integer)) or num_shards < 1:
-        raise ValueError(f"`num_shards` must be a positive int. Received: num_shards={num_shards!r}")
+        raise ValueError(
+            f"`num_shards` must be a positive int. Received: num_shards={num_shards!r}"
+        )
     image_format = check_image_format(image_format)
     quality = check_quality(quality)
     if total is None and hasattr(samples, "__len__"):
@@ -152,41 +153,49 @@ def _check_framing(path):
 
 
 class _TFRecordSource:
+    """The `keras_face.data.ImageSource` of TFRecord files: a stream, shuffled by a buffer."""
+
     def __init__(
         self,
         files,
-        shuffle,
+        options,
         shuffle_buffer_size,
-        seed,
-        num_shards,
-        shard_index,
-        image_feature,
-        label_feature,
-        key_feature,
+        features,
+        num_classes=None,
+        record_counts=None,
         chunk_size=DEFAULT_CHUNK_SIZE,
     ):
         self.element_shards = None
+        num_shards, shard_index = options.num_shards, options.shard_index
+        total = None if record_counts is None else sum(record_counts)
         if num_shards > 1:
             if len(files) >= num_shards:
                 files = files[shard_index::num_shards]
+                if record_counts is not None:
+                    total = sum(record_counts[shard_index::num_shards])
             else:
                 self.element_shards = (num_shards, shard_index)
+                if total is not None:
+                    total = len(range(shard_index, total, num_shards))
         self.files = files
-        self.shuffle = shuffle
+        self.images_per_pass = total
+        self.num_classes = num_classes
         self.shuffle_buffer_size = shuffle_buffer_size
-        self.seed = seed
         self.chunk_size = chunk_size
-        self.description = files[0] if len(files) == 1 else f"{len(files)} TFRecord files ({files[0]}, ...)"
+        self.description = (
+            files[0] if len(files) == 1 else f"{len(files)} TFRecord files ({files[0]}, ...)"
+        )
+        self.image_feature, self.label_feature, self.key_feature = features
         self.features = {
-            image_feature: tf.io.FixedLenFeature([], tf.string),
-            label_feature: tf.io.FixedLenFeature([], tf.int64),
-            key_feature: tf.io.FixedLenFeature([], tf.string, default_value=""),
+            self.image_feature: tf.io.FixedLenFeature([], tf.string),
+            self.label_feature: tf.io.FixedLenFeature([], tf.int64),
+            self.key_feature: tf.io.FixedLenFeature([], tf.string, default_value=""),
         }
-        self.image_feature = image_feature
-        self.label_feature = label_feature
-        self.key_feature = key_feature
         self._keys = {}
         self._tracker = None
+
+    def num_images(self, options):
+        return self.images_per_pass
 
     def start_pass(self, pass_index):
         self._keys = {}
@@ -204,7 +213,6 @@ class _TFRecordSource:
     def _register(self, files, indices, keys, labels):
         tracker = self._tracker
         start = tracker.emitted
-        count = len(labels)
         names = []
         for file, index, key in zip(files, indices.tolist(), keys):
             names.append(key.decode() if key else f"{os.path.basename(file.decode())}:{index}")
@@ -216,15 +224,14 @@ class _TFRecordSource:
             )
         for offset, name in enumerate(names):
             self._keys[start + offset] = name
-        tracker.emitted = start + count
-        base = (tracker.pass_index << POSITION_BITS) + start
-        return np.arange(base, base + count, dtype=np.int64), labels.astype(np.int32)
+        return tracker.emit(start, len(labels)), labels.astype(np.int32)
 
     def chunks(self, tracker):
         self._tracker = tracker
+        shuffle, seed = tracker.options.shuffle, tracker.options.seed
         files = tf.data.Dataset.from_tensor_slices(self.files)
-        if self.shuffle:
-            files = files.shuffle(len(self.files), seed=self.seed, reshuffle_each_iteration=True)
+        if shuffle:
+            files = files.shuffle(len(self.files), seed=seed, reshuffle_each_iteration=True)
 
         def read_file(file):
             records = tf.data.TFRecordDataset(file).enumerate()
@@ -239,8 +246,10 @@ class _TFRecordSource:
         )
         if self.element_shards is not None:
             records = records.shard(*self.element_shards)
-        if self.shuffle:
-            records = records.shuffle(self.shuffle_buffer_size, seed=self.seed, reshuffle_each_iteration=True)
+        if shuffle:
+            records = records.shuffle(
+                self.shuffle_buffer_size, seed=seed, reshuffle_each_iteration=True
+            )
 
         def parse(files, indices, serialized):
             features = tf.io.parse_example(serialized, self.features)
@@ -252,93 +261,69 @@ class _TFRecordSource:
                 features[self.key_feature],
             )
 
+        def register_chunk(files, indices, keys, labels):
+            return self._register(files.numpy(), indices.numpy(), keys.numpy(), labels.numpy())
+
         def register(files, indices, payloads, labels, keys):
             sequences, labels = tf.py_function(
-                lambda f, i, k, l: self._register(f.numpy(), i.numpy(), k.numpy(), l.numpy()),
-                [files, indices, keys, labels],
-                [tf.int64, tf.int32],
+                register_chunk, [files, indices, keys, labels], [tf.int64, tf.int32]
             )
             sequences.set_shape([None])
             labels.set_shape([None])
             return sequences, payloads, labels
 
-        parsed = records.batch(self.chunk_size).map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        parsed = records.batch(self.chunk_size).map(
+            parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
+        )
         return parsed.map(register)
 
 
 def read_tfrecord(
     paths,
-    batch_size=None,
-    shuffle=True,
+    options=None,
+    *,
     shuffle_buffer_size=10000,
-    seed=None,
-    repeat=False,
-    num_shards=1,
-    shard_index=0,
-    input_context=None,
-    image_size=None,
-    flip=False,
-    preprocessing=None,
-    augmentation=None,
-    drop_remainder=False,
-    strict=False,
-    stats=None,
+    num_classes=None,
     image_feature=IMAGE_FEATURE,
     label_feature=LABEL_FEATURE,
     key_feature=KEY_FEATURE,
-    num_parallel_calls=tf.data.AUTOTUNE,
-    prefetch=True,
+    **option_overrides,
 ):
-    """Reads TFRecord shards of `tf.train.Example`s as a `tf.data.Dataset` of `(image, label)`.
+    """Reads TFRecord shards of `tf.train.Example`s through the shared reader pipeline.
 
     Shuffling permutes the file order every pass and mixes records through a shuffle buffer
-    of encoded bytes. Sharding is by file when there are at least `num_shards` files, else
-    by record. Undecodable images are skipped and counted with their `image/key` (or
-    `file:index`) in `dataset.stats`, or raise in strict mode, as in
+    of encoded bytes (seeded by `ReadOptions.seed`). Sharding is by file when there are at
+    least `num_shards` files, else by record. Undecodable images are skipped and counted
+    with their `image/key` (or `file:index`) in `stats`, or raise in strict mode, as in
     `keras_face.data.read_recordio`. Local files are checked for truncation when this
-    function is called (error naming the file and offset); record CRCs are verified while
-    reading.
+    function is called (error naming the file and offset), which also counts their
+    records; record CRCs are verified while reading.
 
     Args:
         paths: str (a file or a glob pattern) or list of str. The TFRecord files.
-        batch_size: int or `None`. Batch size; `None` yields single images.
-            Defaults to `None`.
-        shuffle: bool. Shuffle files and records every pass. Defaults to `True`.
+        options: `keras_face.data.ReadOptions` or `None`. Batching, order, sharding and
+            image steps (shared by every reader and documented there). Defaults to `None`.
         shuffle_buffer_size: int. Records in the shuffle buffer. Defaults to `10000`.
-        seed: int or `None`. Seed of the shuffling and flipping. Defaults to `None`.
-        repeat: bool. Repeat indefinitely. Defaults to `False`.
-        num_shards: int. Number of input pipelines (workers). Defaults to `1`.
-        shard_index: int. This pipeline's index in `[0, num_shards)`. Defaults to `0`.
-        input_context: `tf.distribute.InputContext` or `None`; overrides the two above.
-            Defaults to `None`.
-        image_size: int, `(height, width)` or `None`. Resize images of another size.
-            Defaults to `None`.
-        flip: bool. Random horizontal flip. Defaults to `False`.
-        preprocessing: `None`, `"arcface"` or `"insightface"`. Defaults to `None`.
-        augmentation: callable, Keras layer or list of them, applied before
-            `preprocessing`. Defaults to `None`.
-        drop_remainder: bool. Drop the last incomplete batch. Defaults to `False`.
-        strict: bool. Raise on an undecodable image. Defaults to `False`.
-        stats: `keras_face.data.DataStats` or `None`. Defaults to `None`.
+        num_classes: int or `None`. Number of identities, reported as
+            `FaceDataset.num_classes` (TFRecord files do not record it). Defaults to `None`.
         image_feature: str. Feature holding the encoded image. Defaults to `"image/encoded"`.
         label_feature: str. int64 feature holding the class id.
             Defaults to `"image/class/label"`.
         key_feature: str. Optional bytes feature naming the sample. Defaults to `"image/key"`.
-        num_parallel_calls: int, `tf.data.AUTOTUNE` or `None`. Decoding parallelism.
-            Defaults to `tf.data.AUTOTUNE`.
-        prefetch: bool. Prefetch batches. Defaults to `True`.
+        **option_overrides: any field of `keras_face.data.ReadOptions`, replacing the one
+            of `options`.
 
     Returns:
-        `tf.data.Dataset` of `(image, label)` with attributes `files` and `stats`.
+        `keras_face.data.FaceDataset`; `num_images` counts the records of this shard
+        (`None` when a file is remote), `num_classes` is the argument.
 
     Example:
         ```python
-        dataset = keras_face.data.read_tfrecord("shards/train-*.tfrecord", batch_size=128)
+        faces = keras_face.data.read_tfrecord("shards/train-*.tfrecord", batch_size=128,
+                                              num_classes=85742)
         ```
     """
-    num_shards, shard_index = validate_reader_arguments(
-        batch_size, num_shards, shard_index, input_context, preprocessing, num_parallel_calls
-    )
+    options = resolve_options(options, option_overrides)
     if isinstance(paths, (str, os.PathLike)):
         pattern = os.fspath(paths)
         files = sorted(tf.io.gfile.glob(pattern)) if any(c in pattern for c in "*?[") else [pattern]
@@ -346,41 +331,33 @@ def read_tfrecord(
         files = [os.fspath(path) for path in paths]
     if not files:
         raise FileNotFoundError(f"No TFRecord files match. Received: paths={paths!r}")
+    record_counts = []
     for file in files:
-        if "://" not in file:
-            if not os.path.isfile(file):
-                raise FileNotFoundError(f"TFRecord file not found. Received: path={file!r}")
-            _check_framing(file)
+        if "://" in file:
+            record_counts = None
+            continue
+        if not os.path.isfile(file):
+            raise FileNotFoundError(f"TFRecord file not found. Received: path={file!r}")
+        count = _check_framing(file)
+        if record_counts is not None:
+            record_counts.append(count)
     if not isinstance(shuffle_buffer_size, (int, np.integer)) or shuffle_buffer_size < 1:
         raise ValueError(
             "`shuffle_buffer_size` must be a positive int. "
             f"Received: shuffle_buffer_size={shuffle_buffer_size!r}"
         )
+    if num_classes is not None and (
+        not isinstance(num_classes, (int, np.integer)) or num_classes < 1
+    ):
+        raise ValueError(
+            f"`num_classes` must be a positive int or None. Received: num_classes={num_classes!r}"
+        )
     source = _TFRecordSource(
         files,
-        shuffle=shuffle,
+        options,
         shuffle_buffer_size=int(shuffle_buffer_size),
-        seed=seed,
-        num_shards=num_shards,
-        shard_index=shard_index,
-        image_feature=image_feature,
-        label_feature=label_feature,
-        key_feature=key_feature,
+        features=(image_feature, label_feature, key_feature),
+        num_classes=None if num_classes is None else int(num_classes),
+        record_counts=record_counts,
     )
-    dataset = build_image_dataset(
-        source,
-        batch_size=batch_size,
-        repeat=repeat,
-        drop_remainder=drop_remainder,
-        image_size=image_size,
-        flip=flip,
-        preprocessing=preprocessing,
-        augmentation=augmentation,
-        strict=strict,
-        stats=stats,
-        seed=seed,
-        num_parallel_calls=num_parallel_calls,
-        prefetch=prefetch,
-    )
-    dataset.files = source.files
-    return dataset
+    return read_source(source, options)

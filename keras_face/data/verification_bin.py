@@ -10,6 +10,13 @@ only the few globals such files need (`_codecs.encode`, `bytes` and `bytearray`,
 3 uses to encode bytes under protocols 0-2, each wrapped to accept only latin-1 text or
 bytes). Any other global, e.g. `os.system`, raises `pickle.UnpicklingError` naming it before
 anything is called.
+
+insightface's `build_eval_pack.py` stores each image as the NumPy array `cv2.imencode`
+returns (uint8, shape `(n, 1)`). Such arrays are accepted through stand-ins for the NumPy
+globals their pickles name (`numpy.dtype`, `numpy.ndarray`, `_reconstruct` and `_frombuffer`
+under the NumPy 1.x `numpy.core` and NumPy 2.x `numpy._core` module paths): the stand-ins
+never import or call NumPy, accept only uint8 data of shape `(n,)` or `(n, 1)` and hand back
+its bytes; an object array, another dtype or another shape raises `pickle.UnpicklingError`.
 """
 
 import io
@@ -23,10 +30,29 @@ from keras_face.data.data_stats import DataStats
 from keras_face.data.data_stats import logger
 from keras_face.data.image_codec import check_image_format
 from keras_face.data.image_codec import check_quality
-from keras_face.data.image_codec import try_image_size_of
 from keras_face.data.image_codec import to_encoded
+from keras_face.data.image_codec import try_image_size_of
 from keras_face.data.pipeline import IndexedSource
 from keras_face.data.pipeline import build_image_dataset
+from keras_face.data.read_options import DEFAULT_JPEG_DCT_METHOD
+from keras_face.errors import DataError
+
+
+class VerificationBinError(DataError, pickle.UnpicklingError):
+    """A verification `.bin` file that cannot be read: not a pickle of `(images, issame)`,
+    a refused global, images of several sizes without `image_size`.
+
+    The message starts with the file's path. It is a `keras_face.errors.DataError` (so a
+    `ValueError`) and a `pickle.UnpicklingError`.
+
+    Example:
+        ```python
+        try:
+            keras_face.data.read_bin("damaged.bin")
+        except keras_face.data.VerificationBinError as error:
+            print(error)  # damaged.bin: A verification .bin file must hold a pair ...
+        ```
+    """
 
 
 def _check_latin1(encoding):
@@ -69,7 +95,120 @@ def _safe_bytes_like(kind):
     return construct
 
 
+def _as_text(value):
+    # Python 2 pickles loaded with encoding="bytes" give their `str` values as bytes.
+    return value.decode("latin-1") if isinstance(value, bytes) else value
+
+
+class _Uint8Dtype:
+    """Stand-in for `numpy.dtype("u1")`, the only dtype an encoded image array has."""
+
+    def __setstate__(self, state):
+        # numpy's dtype state: (version, byte order, subarray, names, fields, elsize,
+        # alignment, flags). A uint8 dtype has no byte order, fields or subarray.
+        if (
+            not isinstance(state, tuple)
+            or len(state) < 2
+            or _as_text(state[1]) not in ("|", "=")
+            or any(value is not None for value in state[2:5])
+        ):
+            raise pickle.UnpicklingError(
+                f"Unexpected state of a numpy uint8 dtype. Received: state={state!r}"
+            )
+
+
+def _safe_numpy_dtype(name, align=False, copy=True):
+    name = _as_text(name)
+    if name not in ("u1", "|u1", "uint8", "B"):
+        raise pickle.UnpicklingError(
+            "Verification .bin files hold images as bytes or numpy uint8 arrays only; this "
+            f"pickle holds a numpy array of another dtype. Received: dtype={name!r}"
+        )
+    return _Uint8Dtype()
+
+
+class _NdarrayClass:
+    """Stand-in for the `numpy.ndarray` class, only accepted as `_reconstruct`'s argument."""
+
+    def __setstate__(self, state):
+        raise pickle.UnpicklingError(
+            f"numpy.ndarray (the class) has no state to set. Received: state={state!r}"
+        )
+
+
+def _encoded_image_bytes(shape, dtype, data):
+    """Checks a pickled numpy array is an encoded image (uint8, `(n,)` or `(n, 1)`)."""
+    if not isinstance(dtype, _Uint8Dtype):
+        raise pickle.UnpicklingError(
+            "A numpy array in a verification .bin file must have dtype uint8. "
+            f"Received: dtype={dtype!r}"
+        )
+    shape = tuple(shape) if isinstance(shape, (tuple, list)) else (shape,)
+    if not all(isinstance(value, int) and value >= 0 for value in shape) or not (
+        len(shape) == 1 or (len(shape) == 2 and shape[1] == 1)
+    ):
+        raise pickle.UnpicklingError(
+            "A numpy array in a verification .bin file must be encoded image bytes of shape "
+            f"(n,) or (n, 1) (what cv2.imencode returns). Received: shape={shape!r}"
+        )
+    if isinstance(data, str):
+        data = data.encode("latin-1")
+    if not isinstance(data, (bytes, bytearray)):
+        raise pickle.UnpicklingError(
+            "A numpy array in a verification .bin file must hold raw uint8 data (an object "
+            f"array is refused). Received: data type={type(data).__name__}"
+        )
+    if len(data) != shape[0]:
+        raise pickle.UnpicklingError(
+            f"A numpy uint8 array of shape {shape} must hold {shape[0]} bytes. "
+            f"Received: {len(data)} bytes"
+        )
+    return _EncodedImageArray(bytes(data))
+
+
+class _EncodedImageArray:
+    """An encoded image unpickled from a numpy uint8 array: its bytes, as `.data`."""
+
+    def __init__(self, data=None):
+        self.data = data
+
+    def __setstate__(self, state):
+        # ndarray state (protocols 0-4): (version, shape, dtype, is_fortran, raw data).
+        if not isinstance(state, tuple) or len(state) != 5:
+            raise pickle.UnpicklingError(
+                f"Unexpected state of a numpy array. Received: state={state!r}"
+            )
+        _, shape, dtype, _, data = state
+        self.data = _encoded_image_bytes(shape, dtype, data).data
+
+
+def _safe_numpy_reconstruct(kind, shape, typecode):
+    # numpy pickles arrays (protocols 0-4) as _reconstruct(ndarray, (0,), b"b") + BUILD.
+    if not isinstance(kind, _NdarrayClass):
+        raise pickle.UnpicklingError(
+            "numpy's _reconstruct is only allowed on numpy.ndarray. "
+            f"Received: type={type(kind).__name__}"
+        )
+    return _EncodedImageArray()
+
+
+def _safe_numpy_frombuffer(data, dtype, shape, order="C"):
+    # numpy pickles contiguous arrays under protocol 5 as _frombuffer(buffer, dtype, shape, order).
+    if isinstance(data, pickle.PickleBuffer):
+        data = bytes(data.raw())
+    return _encoded_image_bytes(shape, dtype, data)
+
+
+_NUMPY_GLOBALS = {}
+for _core in ("numpy.core", "numpy._core"):
+    _NUMPY_GLOBALS[(f"{_core}.multiarray", "_reconstruct")] = _safe_numpy_reconstruct
+    _NUMPY_GLOBALS[(f"{_core}.numeric", "_frombuffer")] = _safe_numpy_frombuffer
+    _NUMPY_GLOBALS[(f"{_core}.multiarray", "dtype")] = _safe_numpy_dtype
+_NUMPY_GLOBALS[("numpy", "dtype")] = _safe_numpy_dtype
+_NUMPY_GLOBALS[("numpy", "ndarray")] = _NdarrayClass
+
 _ALLOWED_GLOBALS = {
+    **_NUMPY_GLOBALS,
     ("_codecs", "encode"): _safe_codecs_encode,
     ("codecs", "encode"): _safe_codecs_encode,
     ("builtins", "bytes"): _safe_bytes_like(bytes),
@@ -91,7 +230,16 @@ class _VerificationUnpickler(pickle.Unpickler):
                 "(and could run code). Received: global="
                 f"{module}.{name}"
             )
-        return allowed
+        # A fresh object per lookup: a pickle's BUILD opcode may set attributes on what it
+        # loaded, and must not reach the module's own functions (nor the next file's load).
+        if allowed is _NdarrayClass:
+            return _NdarrayClass()
+
+        def construct(*args):
+            return allowed(*args)
+
+        construct.__name__ = getattr(allowed, "__name__", name)
+        return construct
 
     def persistent_load(self, pid):
         raise pickle.UnpicklingError(
@@ -129,7 +277,14 @@ def load_bin_pickle(data):
         )
     encoded = []
     for index, image in enumerate(images):
-        if isinstance(image, (bytes, bytearray)):
+        if isinstance(image, _EncodedImageArray):
+            if image.data is None:
+                raise ValueError(
+                    f"Image {index} of the .bin file is a numpy array without data. "
+                    "Received: state=None"
+                )
+            encoded.append(image.data)
+        elif isinstance(image, (bytes, bytearray)):
             encoded.append(bytes(image))
         elif isinstance(image, str):
             encoded.append(image.encode("latin-1"))
@@ -144,7 +299,8 @@ def load_bin_pickle(data):
             flags.append(bool(value))
         else:
             raise ValueError(
-                f"issame[{index}] of the .bin file is not a bool. Received: issame[{index}]={value!r}"
+                f"issame[{index}] of the .bin file is not a bool. "
+                f"Received: issame[{index}]={value!r}"
             )
     if len(encoded) != 2 * len(flags):
         raise ValueError(
@@ -172,7 +328,14 @@ class _BinSource(IndexedSource):
         return f"image {key} (pair {key // 2})"
 
 
-def read_bin(path, image_size=None, strict=False, stats=None, progress=True):
+def read_bin(
+    path,
+    image_size=None,
+    strict=False,
+    stats=None,
+    progress=True,
+    jpeg_dct_method=DEFAULT_JPEG_DCT_METHOD,
+):
     """Loads a verification `.bin` file into arrays.
 
     Images are decoded with TensorFlow in parallel. A pair with an undecodable image is
@@ -188,6 +351,10 @@ def read_bin(path, image_size=None, strict=False, stats=None, progress=True):
         stats: `keras_face.data.DataStats` or `None`. Receives the counts.
             Defaults to `None`.
         progress: bool. Show a progress bar while decoding. Defaults to `True`.
+        jpeg_dct_method: str. `"INTEGER_ACCURATE"` (the pixels OpenCV, MXNet and Pillow
+            decode, which insightface's `verification.py` evaluates on) or
+            `"INTEGER_FAST"`; see `keras_face.data.ReadOptions`.
+            Defaults to `"INTEGER_ACCURATE"`.
 
     Returns:
         `(images, issame)`: uint8 array (2N, H, W, 3) and bool array (N,).
@@ -200,14 +367,18 @@ def read_bin(path, image_size=None, strict=False, stats=None, progress=True):
     path = os.fspath(path)
     with open(path, "rb") as file:
         data = file.read()
-    encoded, flags = load_bin_pickle(data)
+    try:
+        encoded, flags = load_bin_pickle(data)
+    except (ValueError, pickle.UnpicklingError) as error:
+        # The same message, prefixed with the file the problem is in.
+        raise VerificationBinError(f"{path}: {error}") from None
     stats = DataStats(name=path) if stats is None else stats
     if image_size is None:
         # One size for all (read from the headers) gives static shapes and batched decoding.
         # Unreadable headers are left to the decoder, which skips or raises.
         sizes = {try_image_size_of(image) for image in encoded} - {None}
         if len(sizes) > 1:
-            raise ValueError(
+            raise VerificationBinError(
                 f"{path} holds images of several sizes {sorted(sizes)[:5]}; pass image_size to "
                 f"resize them. Received: image_size={image_size!r}"
             )
@@ -218,11 +389,14 @@ def read_bin(path, image_size=None, strict=False, stats=None, progress=True):
         image_size=image_size,
         strict=strict,
         stats=stats,
+        jpeg_dct_method=jpeg_dct_method,
     )
     # Filled in place (a 12,000-image LFW file is 450 MB as uint8): no second full copy.
     decoded = None
     present = np.zeros(len(encoded), dtype=bool)
-    with tqdm(total=len(encoded), desc=f"Decoding {os.path.basename(path)}", disable=not progress) as bar:
+    with tqdm(
+        total=len(encoded), desc=f"Decoding {os.path.basename(path)}", disable=not progress
+    ) as bar:
         for images, indices in dataset.as_numpy_iterator():
             if decoded is None:
                 decoded = np.empty((len(encoded),) + images.shape[1:], dtype=np.uint8)
@@ -232,7 +406,10 @@ def read_bin(path, image_size=None, strict=False, stats=None, progress=True):
     keep = present[0::2] & present[1::2]
     if not np.all(keep):
         logger.warning(
-            "%s: dropped %d of %d pairs with undecodable images.", path, int(np.sum(~keep)), len(flags)
+            "%s: dropped %d of %d pairs with undecodable images.",
+            path,
+            int(np.sum(~keep)),
+            len(flags),
         )
     if decoded is None:
         shape = (0,) + (tuple(_size_or_zero(image_size)) + (3,))
@@ -241,6 +418,7 @@ def read_bin(path, image_size=None, strict=False, stats=None, progress=True):
     if np.all(keep):
         return decoded, issame
     return decoded[np.repeat(keep, 2)], issame[keep]
+
 
 def _size_or_zero(image_size):
     if image_size is None:
@@ -293,4 +471,3 @@ def write_bin(path, images, issame, image_format="jpeg", quality=95, protocol=4,
     with open(path, "wb") as file:
         pickle.dump((encoded, [bool(value) for value in issame]), file, protocol=protocol)
     return path
-

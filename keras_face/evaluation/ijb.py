@@ -127,7 +127,9 @@ def read_ijb_meta(root, target="IJBC"):
             f"Received: {len(landmark_rows)} and {len(rows)} lines"
         )
     if any(len(row) != 12 for row in landmark_rows):
-        raise ValueError("Every line of name_5pts_score.txt needs a name, 10 coordinates and a score.")
+        raise ValueError(
+            "Every line of name_5pts_score.txt needs a name, 10 coordinates and a score."
+        )
     names = np.array([row[0] for row in landmark_rows])
     if not np.array_equal(names, image_names):
         mismatch = int(np.argmax(names != image_names))
@@ -135,7 +137,9 @@ def read_ijb_meta(root, target="IJBC"):
             "name_5pts_score.txt and face_tid_mid.txt list images in different orders. "
             f"Received: line {mismatch + 1}: {names[mismatch]!r} vs {image_names[mismatch]!r}"
         )
-    values = np.array([[float(value) for value in row[1:]] for row in landmark_rows], dtype=np.float32)
+    values = np.array(
+        [[float(value) for value in row[1:]] for row in landmark_rows], dtype=np.float32
+    )
     image_dir = os.path.join(root, "loose_crop")
     return IJBMeta(
         image_names=image_names,
@@ -168,13 +172,19 @@ def image_to_template_features(features, templates, medias):
 
     Example:
         ```python
-        feats, ids = keras_face.evaluation.image_to_template_features(f, meta.templates, meta.medias)
+        feats, ids = keras_face.evaluation.image_to_template_features(
+            f, meta.templates, meta.medias
+        )
         ```
     """
     features = np.asarray(features)
     templates = np.asarray(templates).astype(np.int64)
     medias = np.asarray(medias).astype(np.int64)
-    if features.ndim != 2 or templates.shape != (features.shape[0],) or medias.shape != templates.shape:
+    if (
+        features.ndim != 2
+        or templates.shape != (features.shape[0],)
+        or medias.shape != templates.shape
+    ):
         raise ValueError(
             "`features` must be (N, D) with one template and media id per row. "
             f"Received: features.shape={features.shape}, templates.shape={templates.shape}, "
@@ -188,7 +198,9 @@ def image_to_template_features(features, templates, medias):
     sorted_templates = templates[order]
     sorted_medias = medias[order]
     new_media = np.ones(order.size, dtype=bool)
-    new_media[1:] = (sorted_templates[1:] != sorted_templates[:-1]) | (sorted_medias[1:] != sorted_medias[:-1])
+    new_media[1:] = (sorted_templates[1:] != sorted_templates[:-1]) | (
+        sorted_medias[1:] != sorted_medias[:-1]
+    )
     media_starts = np.nonzero(new_media)[0]
     media_stops = np.append(media_starts[1:], order.size)
     media_features = features[order[media_starts]]
@@ -202,11 +214,15 @@ def image_to_template_features(features, templates, medias):
     template_stops = np.append(template_starts[1:], media_templates.size)
     template_features = media_features[template_starts].astype(np.float64)
     for group in np.nonzero(template_stops - template_starts > 1)[0]:
-        template_features[group] = np.sum(media_features[template_starts[group] : template_stops[group]], axis=0)
+        template_features[group] = np.sum(
+            media_features[template_starts[group] : template_stops[group]], axis=0
+        )
     return l2_normalize(template_features), media_templates[template_starts]
 
 
-def template_pair_scores(template_features, unique_templates, templates1, templates2, batch_size=100_000):
+def template_pair_scores(
+    template_features, unique_templates, templates1, templates2, batch_size=100_000
+):
     """Cosine score of every template pair (insightface's `verification`).
 
     Args:
@@ -221,7 +237,9 @@ def template_pair_scores(template_features, unique_templates, templates1, templa
 
     Example:
         ```python
-        scores = keras_face.evaluation.template_pair_scores(feats, ids, meta.pair_templates1, meta.pair_templates2)
+        scores = keras_face.evaluation.template_pair_scores(
+            feats, ids, meta.pair_templates1, meta.pair_templates2
+        )
         ```
     """
     unique_templates = np.asarray(unique_templates).astype(np.int64)
@@ -339,7 +357,9 @@ def evaluate_ijb(features, meta, use_norm_score=True, use_detector_score=True, f
         features = features / np.sqrt(np.sum(features**2, -1, keepdims=True))
     if use_detector_score:
         features = features * np.asarray(meta.detector_scores)[:, np.newaxis]
-    template_features, unique_templates = image_to_template_features(features, meta.templates, meta.medias)
+    template_features, unique_templates = image_to_template_features(
+        features, meta.templates, meta.medias
+    )
     scores = template_pair_scores(
         template_features, unique_templates, meta.pair_templates1, meta.pair_templates2
     )

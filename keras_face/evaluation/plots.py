@@ -32,7 +32,9 @@ def _as_curve(result):
         )
     if isinstance(result, (tuple, list)) and len(result) >= 2:
         return np.asarray(result[0]), np.asarray(result[1])
-    raise ValueError(f"Cannot read a ROC curve from the input. Received: type={type(result).__name__}")
+    raise ValueError(
+        f"Cannot read a ROC curve from the input. Received: type={type(result).__name__}"
+    )
 
 
 def _is_single_curve(results):
@@ -87,7 +89,15 @@ def plot_roc(results, log_scale=True, fars=DEFAULT_FARS, title="ROC", ax=None, f
     return figure
 
 
-def plot_score_distribution(scores, issame, threshold=None, bins=100, title="Score distribution", ax=None, figsize=(6.0, 4.0)):
+def plot_score_distribution(
+    scores,
+    issame,
+    threshold=None,
+    bins=100,
+    title="Score distribution",
+    ax=None,
+    figsize=(6.0, 4.0),
+):
     """Histograms of genuine and impostor pair scores.
 
     Args:
@@ -120,10 +130,24 @@ def plot_score_distribution(scores, issame, threshold=None, bins=100, title="Sco
     if high <= low:
         low, high = low - 0.5, high + 0.5
     edges = np.linspace(low, high, int(bins) + 1)
-    ax.hist(scores[issame], bins=edges, density=True, alpha=0.55, label=f"genuine ({int(issame.sum())})")
-    ax.hist(scores[~issame], bins=edges, density=True, alpha=0.55, label=f"impostor ({int((~issame).sum())})")
+    ax.hist(
+        scores[issame], bins=edges, density=True, alpha=0.55, label=f"genuine ({int(issame.sum())})"
+    )
+    ax.hist(
+        scores[~issame],
+        bins=edges,
+        density=True,
+        alpha=0.55,
+        label=f"impostor ({int((~issame).sum())})",
+    )
     if threshold is not None:
-        ax.axvline(float(threshold), color="black", linestyle="--", linewidth=1.0, label=f"threshold {float(threshold):.3f}")
+        ax.axvline(
+            float(threshold),
+            color="black",
+            linestyle="--",
+            linewidth=1.0,
+            label=f"threshold {float(threshold):.3f}",
+        )
     ax.set_xlabel("Score")
     ax.set_ylabel("Density")
     ax.set_title(title)

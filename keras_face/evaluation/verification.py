@@ -220,7 +220,9 @@ def _interp1d_slinear(x, y, x_new):
     return value + float(y[span]) * right_basis
 
 
-def calculate_val(distances, issame, far_target=VAL_FAR_TARGET, thresholds=VAL_THRESHOLDS, n_folds=10):
+def calculate_val(
+    distances, issame, far_target=VAL_FAR_TARGET, thresholds=VAL_THRESHOLDS, n_folds=10
+):
     """VAL (TAR) at a target FAR, insightface's `calculate_val`.
 
     Args:
@@ -252,7 +254,7 @@ def calculate_val(distances, issame, far_target=VAL_FAR_TARGET, thresholds=VAL_T
     val = np.zeros(len(splits))
     far = np.zeros(len(splits))
     fold_thresholds = np.zeros(len(splits))
-    for fold, (train, test) in enumerate(splits):
+    for fold, (_, test) in enumerate(splits):
         _, test_impostor, _, test_num_impostor = _fold_counts(distances64, issame, test, thresholds)
         if len(splits) == 1:
             train_impostor, train_num_impostor = test_impostor, test_num_impostor

@@ -47,7 +47,9 @@ class VerificationCallback(keras.callbacks.Callback):
             embedding_model=backbone,
             save_best_path="best_backbone.keras",
         )
-        training_model.fit(dataset, epochs=20, callbacks=[callback, keras.callbacks.CSVLogger("log.csv")])
+        training_model.fit(
+            dataset, epochs=20, callbacks=[callback, keras.callbacks.CSVLogger("log.csv")]
+        )
         ```
     """
 
@@ -77,10 +79,14 @@ class VerificationCallback(keras.callbacks.Callback):
                 )
         every_n_epochs = int(every_n_epochs)
         if every_n_epochs < 1:
-            raise ValueError(f"`every_n_epochs` must be at least 1. Received: every_n_epochs={every_n_epochs}")
+            raise ValueError(
+                f"`every_n_epochs` must be at least 1. Received: every_n_epochs={every_n_epochs}"
+            )
         monitor = next(iter(datasets)) if monitor is None else monitor
         if monitor not in datasets:
-            raise ValueError(f"`monitor` must be one of {list(datasets)}. Received: monitor={monitor!r}")
+            raise ValueError(
+                f"`monitor` must be one of {list(datasets)}. Received: monitor={monitor!r}"
+            )
         if save_best_path is not None and not str(save_best_path).endswith(".keras"):
             raise ValueError(
                 "`save_best_path` must end with `.keras`. "
@@ -165,5 +171,9 @@ class VerificationCallback(keras.callbacks.Callback):
                 f"VAL@1e-3 {result['val_at_far_1e-3']:.4f}"
                 for name, result in results.items()
             )
-            note = " (best, saved)" if improved and self.save_best_path else (" (best)" if improved else "")
+            note = (
+                " (best, saved)"
+                if improved and self.save_best_path
+                else (" (best)" if improved else "")
+            )
             print(f"Epoch {epoch + 1} verification: {summary}{note}")

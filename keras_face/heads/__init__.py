@@ -3,23 +3,31 @@
 Every head is a `keras.layers.Layer` called as `head([embeddings, labels], training=...)`,
 returning float32 logits of shape `(batch, num_classes)` for
 `keras.losses.SparseCategoricalCrossentropy(from_logits=True)`.
+
+A head has two halves. The classifier (`CosineClassifier`) owns the class-centre kernel,
+its column norms and which columns make a class (`sub_centers=K`, for every head); it
+maps embeddings to class cosines. The margin (`MarginHead` and the heads built on it)
+states how the target logit is formed from the target cosine, and the head's state.
 """
-
-from keras_face.heads.base import MarginHead
-
-# Stateless heads.
-from keras_face.heads.arc_face import ArcFace
-from keras_face.heads.combined_margin import CombinedMargin
-from keras_face.heads.cos_face import CosFace, am_softmax
-from keras_face.heads.elastic_face import ElasticArcFace, ElasticCosFace
-from keras_face.heads.norm_face import NormFace
-from keras_face.heads.sub_center_arc_face import SubCenterArcFace, SubCenterOutliers
 
 # Stateful heads.
 from keras_face.heads.ada_face import AdaFace
+
+# Stateless heads.
+from keras_face.heads.arc_face import ArcFace
+from keras_face.heads.base import MarginHead
+from keras_face.heads.combined_margin import CombinedMargin
+from keras_face.heads.cos_face import CosFace
+from keras_face.heads.cos_face import am_softmax
+from keras_face.heads.cosine_classifier import CosineClassifier
 from keras_face.heads.curricular_face import CurricularFace
+from keras_face.heads.elastic_face import ElasticArcFace
+from keras_face.heads.elastic_face import ElasticCosFace
 from keras_face.heads.mag_face import MagFace
+from keras_face.heads.norm_face import NormFace
 from keras_face.heads.sphere_face import SphereFace
+from keras_face.heads.sub_center_arc_face import SubCenterArcFace
+from keras_face.heads.sub_center_arc_face import SubCenterOutliers
 
 _HEADS = {
     "normface": NormFace,
@@ -56,9 +64,7 @@ def get(name, num_classes, **kwargs):
     """
     key = str(name).lower().replace("_", "").replace("-", "")
     if key not in _HEADS:
-        raise ValueError(
-            f"Unknown head; expected one of {sorted(_HEADS)}. Received: name={name!r}"
-        )
+        raise ValueError(f"Unknown head; expected one of {sorted(_HEADS)}. Received: name={name!r}")
     return _HEADS[key](num_classes, **kwargs)
 
 
@@ -68,6 +74,7 @@ def names():
 
 
 __all__ = [
+    "CosineClassifier",
     "MarginHead",
     "NormFace",
     "CosFace",

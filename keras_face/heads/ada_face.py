@@ -5,7 +5,8 @@ import math
 import keras
 from keras import ops
 
-from keras_face.heads.base import MarginHead, validate_positive
+from keras_face.heads.base import MarginHead
+from keras_face.heads.base import validate_positive
 
 
 @keras.saving.register_keras_serializable(package="keras_face")
@@ -54,6 +55,9 @@ class AdaFace(MarginHead):
         kernel_initializer: initializer of the class centres. Defaults to
             `RandomNormal(stddev=0.01)`.
         kernel_regularizer: optional regularizer of the class centres. Defaults to `None`.
+        sub_centers: int. Sub-centres per class `K`: the class cosine is the largest of
+            its K columns, taken before the margin (see `CosineClassifier`).
+            Defaults to `1`.
         **kwargs: other keyword arguments passed to `keras.layers.Layer`.
 
     Example:
@@ -88,9 +92,12 @@ class AdaFace(MarginHead):
         epsilon=1e-3,
         kernel_initializer=None,
         kernel_regularizer=None,
+        sub_centers=1,
         **kwargs,
     ):
-        super().__init__(num_classes, kernel_initializer, kernel_regularizer, **kwargs)
+        super().__init__(
+            num_classes, kernel_initializer, kernel_regularizer, sub_centers=sub_centers, **kwargs
+        )
         self.scale = validate_positive("scale", scale)
         self.margin = validate_positive("margin", margin, allow_zero=True)
         self.h = validate_positive("h", h, allow_zero=True)

@@ -2,15 +2,13 @@
 
 import keras
 
-from keras_face.heads.base import (
-    ARC_FALLBACKS,
-    GRADIENT_MODES,
-    MarginHead,
-    additive_angular_margin,
-    straight_through,
-    validate_choice,
-    validate_positive,
-)
+from keras_face.heads.base import ARC_FALLBACKS
+from keras_face.heads.base import GRADIENT_MODES
+from keras_face.heads.base import MarginHead
+from keras_face.heads.base import additive_angular_margin
+from keras_face.heads.base import straight_through
+from keras_face.heads.base import validate_choice
+from keras_face.heads.base import validate_positive
 
 
 @keras.saving.register_keras_serializable(package="keras_face")
@@ -24,11 +22,14 @@ class ArcFace(MarginHead):
 
     | fallback | target cosine where it applies | source |
     |---|---|---|
-    | `"cosface"` | `c - m sin m` where `c <= cos(pi - m)` | insightface `train_softmax.py` (2018-2020 default), face.evoLVe, CurricularFace |
-    | `"easy"` | `c` where `c <= 0` | `easy_margin=True` of the references; MagFace's default |
-    | `"none"` | `cos(theta + m)` everywhere | ArcFace paper Algorithm 1; insightface `arcface_torch` |
+    | `"cosface"` | `c - m sin m` if `c <= cos(pi - m)` | insightface 2018-2020, CurricularFace |
+    | `"easy"` | `c` where `c <= 0` | `easy_margin=True`; MagFace's default |
+    | `"none"` | `cos(theta + m)` everywhere | the paper; insightface `arcface_torch` |
     | `"clip"` | `cos(clip(theta + m, 1e-4, pi - 1e-4))` | AdaFace's `ArcFace` |
-    | `"reflect"` | `-2 - cos(theta + m)` where `c <= cos(pi - m)` | Keras_insightface (continuous, monotone) |
+    | `"reflect"` | `-2 - cos(theta + m)` if `c <= cos(pi - m)` | Keras_insightface |
+
+    (`"cosface"`: the default of insightface's `train_softmax.py` of 2018-2020, also
+    face.evoLVe's; `"reflect"` is continuous and monotone.)
 
     `gradient="detached"` keeps the forward value but passes the gradient of the plain
     cosine (insightface `arcface_torch` since 2022-12, opensphere's CGD).
@@ -42,6 +43,9 @@ class ArcFace(MarginHead):
         kernel_initializer: initializer of the class centres. Defaults to
             `RandomNormal(stddev=0.01)`.
         kernel_regularizer: optional regularizer of the class centres. Defaults to `None`.
+        sub_centers: int. Sub-centres per class `K`: the class cosine is the largest of
+            its K columns, taken before the margin (see `CosineClassifier`).
+            Defaults to `1`.
         **kwargs: other keyword arguments passed to `keras.layers.Layer`.
 
     Example:
@@ -66,9 +70,12 @@ class ArcFace(MarginHead):
         gradient="exact",
         kernel_initializer=None,
         kernel_regularizer=None,
+        sub_centers=1,
         **kwargs,
     ):
-        super().__init__(num_classes, kernel_initializer, kernel_regularizer, **kwargs)
+        super().__init__(
+            num_classes, kernel_initializer, kernel_regularizer, sub_centers=sub_centers, **kwargs
+        )
         self.scale = validate_positive("scale", scale)
         self.margin = validate_positive("margin", margin, allow_zero=True)
         self.fallback = validate_choice("fallback", fallback, ARC_FALLBACKS)

@@ -10,8 +10,9 @@ Everything else in the heads uses `keras.ops`. Two things cannot be expressed th
   value, also inside a compiled graph (TensorFlow `tf.function`, JAX `jit`), where Python
   cannot look at the values.
 
-And two performance workarounds of the cosine matrix, identical in value on every backend:
-`column_sums` and `scale_columns` avoid JAX XLA:CPU's slow leading-axis reductions.
+And three performance workarounds of the cosine matrix, identical in value on every
+backend: `column_sums` and `scale_columns` avoid JAX XLA:CPU's slow leading-axis
+reductions; `gather_entries` avoids TensorFlow's slow gradient of a flat gather.
 """
 
 import keras
@@ -72,6 +73,24 @@ def scale_columns(matrix, column_scale):
     return matrix * column_scale
 
 
+def gather_entries(matrix, indices):
+    """`matrix[i, j]` for every row `(i, j)` of `indices`: `(B, C), (B, 2) -> (B,)`.
+
+    TensorFlow: `tf.gather_nd`. Its gradient is one `scatter_nd` into the `(B, C)`
+    shape; the gradient of a gather from the flattened matrix is an `IndexedSlices`
+    whose conversion to a dense `(B * C,)` tensor (an `unsorted_segment_sum`) cost about
+    12 % of a CosFace training step at B=256, D=512, C=50,000 on the CPU.
+    Elsewhere: a gather from the flattened matrix (`take_along_axis` would broadcast the
+    indices), which JAX and PyTorch differentiate with one scatter.
+    """
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf  # TensorFlow-only branch.
+
+        return tf.gather_nd(matrix, indices)
+    flat = indices[:, 0] * ops.shape(matrix)[1] + indices[:, 1]
+    return ops.take(ops.reshape(matrix, (-1,)), flat)
+
+
 def _label_error(layer_name, num_classes, bad_values):
     bad = ", ".join(str(int(v)) for v in np.asarray(bad_values).reshape(-1)[:8])
     return ValueError(
@@ -121,9 +140,7 @@ def check_label_range(labels, num_classes, layer_name):
         import jax  # JAX-only branch.
 
         if isinstance(labels, jax.core.Tracer):
-            jax.debug.callback(
-                _raise_if_out_of_range, labels, num_classes, layer_name
-            )
+            jax.debug.callback(_raise_if_out_of_range, labels, num_classes, layer_name)
             return labels
         _raise_if_out_of_range(np.asarray(labels), num_classes, layer_name)
         return labels

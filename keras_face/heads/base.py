@@ -1,18 +1,23 @@
-"""Shared machinery of every margin head: the cosine classifier and its target column.
+"""The margin half of every head: the target logit and its state, over the class cosines.
 
-A concrete head states only its target-logit formula (`target_logits`) and, if it has
-any, its state (`build_state`, `update_state`). Everything else lives here once:
+A head is a cosine classifier (`keras_face.heads.CosineClassifier`: the kernel, its
+column norms, which columns exist and how they make a class, e.g. `sub_centers`) with a
+margin on top. `MarginHead` extends the classifier with the margin machinery; a concrete
+head states only its target-logit formula (`target_logits`) and, if it has any, its state
+(`build_state`, `update_state`). Everything else lives here once:
 
-- L2 normalisation of the embeddings (robust to tiny, zero and huge norms) and of the
-  class centres (the product is multiplied by the inverse column norms instead of
-  materialising a normalised copy of the `(embedding_dim, num_classes)` kernel);
-- the clipped cosine matrix, label validation, reading (a flat gather) and writing (a
-  scatter) the target column without a dense one-hot or mask: the margin stays O(B) work
-  next to the O(B D C) product (see `benchmarks/heads.py`);
 - float32 computation under any dtype policy, inference mode (`training=False` or no
   labels: plain scaled cosine, no margin, no state update);
+- label validation, reading (a gather) and writing (a scatter) the target column
+  without a dense one-hot or mask: the margin stays O(B) work next to the O(B D C)
+  product of the classifier (see `benchmarks/heads.py`);
 - the global-batch statistics used by stateful heads (`global_batch_mean`,
-  `global_batch_moments`), all-reduced across `tf.distribute` replicas.
+  `global_batch_moments`), all-reduced across `tf.distribute` replicas;
+- the helpers of the angular margins (`safe_sine`, `safe_arccos`,
+  `additive_angular_margin`, `straight_through`).
+
+Since every head is a `CosineClassifier`, `sub_centers=K` works with every head: the
+margin is applied to the largest of each class's K cosines.
 """
 
 import math
@@ -21,14 +26,11 @@ import keras
 from keras import ops
 
 from keras_face.heads import backend_ops
+from keras_face.heads.cosine_classifier import CosineClassifier
 
-# F.normalize's eps: x / max(||x||, eps).
-NORM_EPSILON = 1e-12
 # Floor under 1 - c^2 in sqrt(1 - c^2): zero gradient where |c| = 1 (and at cosines
 # that round above 1), while changing no value by more than 1e-15.
 SQRT_FLOOR = 1e-30
-# Smallest normal float32: the per-row rescaling divisor is never below it.
-_TINY_FLOAT32 = 1.1754944e-38
 
 ARC_FALLBACKS = ("cosface", "easy", "none", "clip", "reflect")
 GRADIENT_MODES = ("exact", "detached")
@@ -108,119 +110,79 @@ def validate_positive(name, value, allow_zero=False):
 
 
 @keras.saving.register_keras_serializable(package="keras_face")
-class MarginHead(keras.layers.Layer):
-    """Base class of the margin heads: a normalised-cosine classifier.
+class MarginHead(CosineClassifier):
+    """Base class of the margin heads: a cosine classifier with a margin on the target.
 
     Called as `head([embeddings, labels], training=...)` it returns float32 logits of
     shape `(batch, num_classes)`; `scale * cos(theta)` for every class, with the target
     column replaced by the subclass's `target_logits` when training. Called with
     `training=False` or without labels it returns the plain scaled cosine.
 
-    Subclasses override `target_logits` (the margin) and may override `logit_scale`,
-    `nontarget_logits`, `build_state`, `update_state` and `cosine_matrix`. They list
-    their constructor hyper-parameters in `hyperparameters` so that `get_config` is
-    complete.
+    The class cosines come from the classifier half (`CosineClassifier.cosine_matrix`:
+    kernel, column norms, sub-centres). Subclasses override `target_logits` (the margin)
+    and may override `logit_scale`, `nontarget_logits`, `build_state` and
+    `update_state`. They list their constructor hyper-parameters in `hyperparameters` so
+    that `get_config` is complete.
 
     Args:
         num_classes: int. Number of identities.
         kernel_initializer: initializer of the class centres, shape
-            `(embedding_dim, num_classes)`. Defaults to `RandomNormal(stddev=0.01)`.
+            `(embedding_dim, num_classes * sub_centers)`. Defaults to
+            `RandomNormal(stddev=0.01)`.
         kernel_regularizer: optional regularizer of the class centres. Defaults to `None`.
+        sub_centers: int. Sub-centres per class, `K`: each class owns K kernel columns
+            (class-major) and its cosine is the largest of the K, taken before the margin
+            (Sub-center ArcFace, for every head). Defaults to `1`.
         **kwargs: other keyword arguments passed to `keras.layers.Layer`.
+
+    Example:
+        ```python
+        class HalfCosFace(keras_face.heads.MarginHead):
+            scale = 64.0
+
+            def target_logits(self, target_cosine, norms):
+                return self.scale * (target_cosine - 0.175)
+
+        head = HalfCosFace(num_classes=1000, sub_centers=2)
+        ```
     """
 
     # Names of the constructor arguments a subclass adds (for get_config).
     hyperparameters = ()
-    # Kernel columns per class (Sub-center ArcFace: K).
-    columns_per_class = 1
+    # False for a head whose target logit is its plain scaled cosine (NormFace): training
+    # calls then check the labels and skip reading and writing the target column.
+    has_margin = True
 
     def __init__(
         self,
         num_classes,
         kernel_initializer=None,
         kernel_regularizer=None,
+        sub_centers=1,
         **kwargs,
     ):
-        super().__init__(**kwargs)
-        if (
-            isinstance(num_classes, bool)
-            or not isinstance(num_classes, int)
-            and not (hasattr(num_classes, "__index__"))
-        ):
-            raise ValueError(
-                f"num_classes must be a positive integer. Received: num_classes={num_classes!r}"
-            )
-        num_classes = int(num_classes)
-        if num_classes < 1:
-            raise ValueError(
-                f"num_classes must be a positive integer. Received: num_classes={num_classes}"
-            )
-        self.num_classes = num_classes
-        if kernel_initializer is None:
-            kernel_initializer = keras.initializers.RandomNormal(stddev=0.01)
-        self.kernel_initializer = keras.initializers.get(kernel_initializer)
-        self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
-
-    # ----------------------------------------------------------------------------------
-    # dtype: all margin math in float32, whatever the policy.
-    @property
-    def input_dtype(self):
-        return "float32"
+        super().__init__(
+            num_classes,
+            sub_centers=sub_centers,
+            kernel_initializer=kernel_initializer,
+            kernel_regularizer=kernel_regularizer,
+            **kwargs,
+        )
 
     # ----------------------------------------------------------------------------------
     # Building.
     def build(self, input_shape):
-        embedding_shape = self._embedding_shape(input_shape)
-        if len(embedding_shape) != 2:
-            raise ValueError(
-                f"{self.__class__.__name__} expects embeddings of rank 2, (batch, "
-                f"embedding_dim). Received: embeddings shape={tuple(embedding_shape)}"
-            )
-        embedding_dim = embedding_shape[-1]
-        if embedding_dim is None:
-            raise ValueError(
-                f"{self.__class__.__name__} needs a known embedding dimension. "
-                f"Received: embeddings shape={tuple(embedding_shape)}"
-            )
-        self.embedding_dim = int(embedding_dim)
-        self.kernel = self.add_weight(
-            name="kernel",
-            shape=(self.embedding_dim, self.num_classes * self.columns_per_class),
-            initializer=self.kernel_initializer,
-            regularizer=self.kernel_regularizer,
-            dtype="float32",
-            autocast=False,
-        )
+        super().build(input_shape)
         self.build_state()
 
     def build_state(self):
         """Create the head's non-trainable state weights (none by default)."""
-
-    @staticmethod
-    def _embedding_shape(input_shape):
-        if isinstance(input_shape, dict):
-            raise ValueError(
-                "Margin heads take a list `[embeddings, labels]` (or embeddings alone). "
-                f"Received: input_shape={input_shape}"
-            )
-        if isinstance(input_shape, (list, tuple)) and input_shape and isinstance(
-            input_shape[0], (list, tuple)
-        ):
-            return tuple(input_shape[0])
-        return tuple(input_shape)
-
-    def compute_output_shape(self, input_shape):
-        return (self._embedding_shape(input_shape)[0], self.num_classes)
 
     # ----------------------------------------------------------------------------------
     # Override points.
     def logit_scale(self, norms):
         """The factor of every logit: a scalar `s` (SphereFace: the raw norm, `(B, 1)`)."""
         return self.scale
-
-    def cosine_matrix(self, normalized_embeddings):
-        """Cosine of every embedding with every class centre, clipped to [-1, 1], `(B, C)`."""
-        return self.column_cosines(normalized_embeddings)
 
     def nontarget_logits(self, cosine, target_cosine, norms):
         """Logits of all columns before the target column is written, `(B, C)`."""
@@ -235,46 +197,6 @@ class MarginHead(keras.layers.Layer):
 
     # ----------------------------------------------------------------------------------
     # Shared pieces.
-    def column_cosines(self, normalized_embeddings, kernel=None):
-        """`x_hat @ W / ||W_j||`, clipped to [-1, 1], for every column of the kernel.
-
-        The product is multiplied by the `(C,)` inverse column norms rather than
-        materialising a normalised copy of the kernel. The clip only removes float32
-        rounding (`|x_hat . w_hat| <= 1` exactly), so its values are exact and its gradient
-        is the identity (straight through): an exact clip's gradient costs several more
-        passes over the `(B, C)` matrix in TensorFlow graphs, for entries that differ from
-        the unclipped ones by one ulp.
-        """
-        kernel = self.kernel if kernel is None else kernel
-        inverse_norms = 1.0 / ops.sqrt(
-            ops.maximum(backend_ops.column_sums(ops.square(kernel)), NORM_EPSILON**2)
-        )
-        cosine = backend_ops.scale_columns(
-            ops.matmul(normalized_embeddings, kernel), inverse_norms
-        )
-        # cosine + (clip(cosine) - cosine) is exactly clip(cosine) in float32 (Sterbenz).
-        return cosine + ops.stop_gradient(ops.clip(cosine, -1.0, 1.0) - cosine)
-
-    @staticmethod
-    def normalize(embeddings):
-        """Return `(x / max(||x||, 1e-12), ||x||)` computed without overflow or underflow.
-
-        Each row is first divided by its largest absolute entry (no gradient through that
-        divisor), so that norms from 1e-30 to 1e30 are exact in float32.
-        """
-        # `initial` rather than `maximum(max(...), tiny)`: `ops.max` refuses an empty
-        # batch on TensorFlow and PyTorch unless `initial` is given.
-        row_max = ops.stop_gradient(
-            ops.max(ops.abs(embeddings), axis=-1, keepdims=True, initial=_TINY_FLOAT32)
-        )
-        rescaled = embeddings / row_max
-        rescaled_norm = ops.sqrt(
-            ops.maximum(ops.sum(ops.square(rescaled), axis=-1, keepdims=True), SQRT_FLOOR)
-        )
-        normalized = rescaled / ops.maximum(rescaled_norm, NORM_EPSILON / row_max)
-        norms = ops.squeeze(rescaled_norm * row_max, axis=-1)
-        return normalized, norms
-
     def global_batch_mean(self, values):
         """Mean of a `(B,)` tensor over the global batch, and the global batch size.
 
@@ -282,9 +204,7 @@ class MarginHead(keras.layers.Layer):
         replicas, so every replica sees the statistic of the whole global batch.
         """
         values = ops.cast(values, "float32")
-        partial = ops.stack(
-            [ops.sum(values), ops.cast(ops.shape(values)[0], "float32")]
-        )
+        partial = ops.stack([ops.sum(values), ops.cast(ops.shape(values)[0], "float32")])
         total = backend_ops.cross_replica_sum(partial)
         count = total[1]
         return total[0] / ops.maximum(count, 1.0), count
@@ -359,14 +279,15 @@ class MarginHead(keras.layers.Layer):
         return ops.stack([rows, ops.clip(labels, 0, self.num_classes - 1)], axis=1)
 
     def gather_target(self, cosine, labels):
-        """`cosine[i, y_i]`, `(B,)`, gathered from the flattened matrix.
+        """`cosine[i, y_i]`, `(B,)`: O(B) forward, one scatter backward.
 
-        A flat gather costs O(B) forward and one scatter backward; `take_along_axis`
-        broadcasts and transposes the whole `(B, C)` matrix on TensorFlow.
+        The class cosines are not clipped (they may pass +-1 by a float32 ulp); the
+        target cosines are, to [-1, 1], before any margin formula sees them. The clip is
+        straight through (`c + stop_gradient(clip(c) - c)`, exactly `clip(c)` in
+        float32): the gradient is that of the unclipped cosine, as for the other columns.
         """
-        indices = self.target_indices(labels)
-        flat = indices[:, 0] * self.num_classes + indices[:, 1]
-        return ops.take(ops.reshape(cosine, (-1,)), flat)
+        target = backend_ops.gather_entries(cosine, self.target_indices(labels))
+        return target + ops.stop_gradient(ops.clip(target, -1.0, 1.0) - target)
 
     def write_target(self, logits, labels, target):
         """Put `target` (B,) in column `labels` (B,) of `logits` (B, C) by a scatter.
@@ -395,6 +316,8 @@ class MarginHead(keras.layers.Layer):
         if labels is None or not training:
             return self.logit_scale(norms) * cosine
         labels = self._validate_labels(labels, embeddings)
+        if not self.has_margin:
+            return self.logit_scale(norms) * cosine
         target_cosine = self.gather_target(cosine, labels)
         # "Update, then use": the references update their state before using it.
         self.update_state(cosine, target_cosine, norms)
@@ -406,15 +329,6 @@ class MarginHead(keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update(
-            {
-                "num_classes": self.num_classes,
-                "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
-                "kernel_regularizer": keras.regularizers.serialize(self.kernel_regularizer)
-                if self.kernel_regularizer is not None
-                else None,
-            }
-        )
         for name in self.hyperparameters:
             config[name] = getattr(self, name)
         return config

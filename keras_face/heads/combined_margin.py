@@ -5,15 +5,13 @@ import math
 import keras
 from keras import ops
 
-from keras_face.heads.base import (
-    CLIP_FALLBACK_EPSILON,
-    GRADIENT_MODES,
-    MarginHead,
-    safe_arccos,
-    straight_through,
-    validate_choice,
-    validate_positive,
-)
+from keras_face.heads.base import CLIP_FALLBACK_EPSILON
+from keras_face.heads.base import GRADIENT_MODES
+from keras_face.heads.base import MarginHead
+from keras_face.heads.base import safe_arccos
+from keras_face.heads.base import straight_through
+from keras_face.heads.base import validate_choice
+from keras_face.heads.base import validate_positive
 
 COMBINED_FALLBACKS = ("none", "reflect", "clip")
 
@@ -35,7 +33,7 @@ class CombinedMargin(MarginHead):
     | fallback | target cosine where `m1 * theta + m2 > pi` | source |
     |---|---|---|
     | `"none"` | `cos(m1 theta + m2) - m3` | insightface MXNet `train.py` (the authors) |
-    | `"reflect"` | `-2 (1 + m3) - (cos(m1 theta + m2) - m3)` (continuous, monotone) | Keras_insightface `ArcfaceLoss` |
+    | `"reflect"` | `-2 (1 + m3) - (cos(m1 theta + m2) - m3)` (monotone) | Keras_insightface |
     | `"clip"` | `cos(clip(m1 theta + m2, 1e-4, pi - 1e-4)) - m3` | as ArcFace's `"clip"` |
 
     insightface's PyTorch `CombinedMarginLoss` (`arcface_torch`) is not this formula: it
@@ -58,6 +56,9 @@ class CombinedMargin(MarginHead):
         kernel_initializer: initializer of the class centres, shape
             `(embedding_dim, num_classes)`. Defaults to `RandomNormal(stddev=0.01)`.
         kernel_regularizer: optional regularizer of the class centres. Defaults to `None`.
+        sub_centers: int. Sub-centres per class `K`: the class cosine is the largest of
+            its K columns, taken before the margin (see `CosineClassifier`).
+            Defaults to `1`.
         **kwargs: other keyword arguments passed to `keras.layers.Layer`.
 
     Example:
@@ -84,9 +85,12 @@ class CombinedMargin(MarginHead):
         gradient="exact",
         kernel_initializer=None,
         kernel_regularizer=None,
+        sub_centers=1,
         **kwargs,
     ):
-        super().__init__(num_classes, kernel_initializer, kernel_regularizer, **kwargs)
+        super().__init__(
+            num_classes, kernel_initializer, kernel_regularizer, sub_centers=sub_centers, **kwargs
+        )
         self.scale = validate_positive("scale", scale)
         self.m1 = validate_positive("m1", m1)
         self.m2 = validate_positive("m2", m2, allow_zero=True)

@@ -2,7 +2,8 @@
 
 import keras
 
-from keras_face.heads.base import MarginHead, validate_positive
+from keras_face.heads.base import MarginHead
+from keras_face.heads.base import validate_positive
 
 
 @keras.saving.register_keras_serializable(package="keras_face")
@@ -26,6 +27,9 @@ class CosFace(MarginHead):
         kernel_initializer: initializer of the class centres, shape
             `(embedding_dim, num_classes)`. Defaults to `RandomNormal(stddev=0.01)`.
         kernel_regularizer: optional regularizer of the class centres. Defaults to `None`.
+        sub_centers: int. Sub-centres per class `K`: the class cosine is the largest of
+            its K columns, taken before the margin (see `CosineClassifier`).
+            Defaults to `1`.
         **kwargs: other keyword arguments passed to `keras.layers.Layer`.
 
     Example:
@@ -50,9 +54,12 @@ class CosFace(MarginHead):
         margin=0.35,
         kernel_initializer=None,
         kernel_regularizer=None,
+        sub_centers=1,
         **kwargs,
     ):
-        super().__init__(num_classes, kernel_initializer, kernel_regularizer, **kwargs)
+        super().__init__(
+            num_classes, kernel_initializer, kernel_regularizer, sub_centers=sub_centers, **kwargs
+        )
         self.scale = validate_positive("scale", scale)
         self.margin = validate_positive("margin", margin, allow_zero=True)
 

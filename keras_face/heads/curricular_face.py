@@ -5,12 +5,10 @@ import math
 import keras
 from keras import ops
 
-from keras_face.heads.base import (
-    MarginHead,
-    additive_angular_margin,
-    safe_sine,
-    validate_positive,
-)
+from keras_face.heads.base import MarginHead
+from keras_face.heads.base import additive_angular_margin
+from keras_face.heads.base import safe_sine
+from keras_face.heads.base import validate_positive
 
 
 @keras.saving.register_keras_serializable(package="keras_face")
@@ -48,6 +46,9 @@ class CurricularFace(MarginHead):
         kernel_initializer: initializer of the class centres. Defaults to
             `RandomNormal(stddev=0.01)`.
         kernel_regularizer: optional regularizer of the class centres. Defaults to `None`.
+        sub_centers: int. Sub-centres per class `K`: the class cosine is the largest of
+            its K columns, taken before the margin (see `CosineClassifier`).
+            Defaults to `1`.
         **kwargs: other keyword arguments passed to `keras.layers.Layer`.
 
     Example:
@@ -74,9 +75,12 @@ class CurricularFace(MarginHead):
         t_alpha=0.01,
         kernel_initializer=None,
         kernel_regularizer=None,
+        sub_centers=1,
         **kwargs,
     ):
-        super().__init__(num_classes, kernel_initializer, kernel_regularizer, **kwargs)
+        super().__init__(
+            num_classes, kernel_initializer, kernel_regularizer, sub_centers=sub_centers, **kwargs
+        )
         self.scale = validate_positive("scale", scale)
         self.margin = validate_positive("margin", margin, allow_zero=True)
         self.t_alpha = validate_positive("t_alpha", t_alpha)
@@ -102,12 +106,14 @@ class CurricularFace(MarginHead):
 
     def nontarget_logits(self, cosine, target_cosine, norms):
         # Hardness uses the raw cos(theta_y + m), without fallback (CurricularFace code).
-        raw_target = target_cosine * math.cos(self.margin) - safe_sine(
-            target_cosine
-        ) * math.sin(self.margin)
+        raw_target = target_cosine * math.cos(self.margin) - safe_sine(target_cosine) * math.sin(
+            self.margin
+        )
         hard = cosine > ops.expand_dims(raw_target, 1)
         t = ops.stop_gradient(self.t.value)
-        return self.scale * ops.where(hard, cosine * (t + cosine), cosine)
+        # c (t + c) on hard negatives, c elsewhere, written as c * where(hard, t + c, 1):
+        # the same floats, one (B, C) product and one select fewer in the gradient.
+        return self.scale * (cosine * ops.where(hard, t + cosine, 1.0))
 
     def target_logits(self, target_cosine, norms):
         return self.scale * additive_angular_margin(target_cosine, self.margin, "cosface")

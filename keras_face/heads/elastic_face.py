@@ -3,15 +3,13 @@
 import keras
 from keras import ops
 
-from keras_face.heads.base import (
-    ARC_FALLBACKS,
-    GRADIENT_MODES,
-    MarginHead,
-    additive_angular_margin,
-    straight_through,
-    validate_choice,
-    validate_positive,
-)
+from keras_face.heads.base import ARC_FALLBACKS
+from keras_face.heads.base import GRADIENT_MODES
+from keras_face.heads.base import MarginHead
+from keras_face.heads.base import additive_angular_margin
+from keras_face.heads.base import straight_through
+from keras_face.heads.base import validate_choice
+from keras_face.heads.base import validate_positive
 
 
 class _ElasticMargin(MarginHead):
@@ -33,9 +31,12 @@ class _ElasticMargin(MarginHead):
         seed,
         kernel_initializer,
         kernel_regularizer,
+        sub_centers=1,
         **kwargs,
     ):
-        super().__init__(num_classes, kernel_initializer, kernel_regularizer, **kwargs)
+        super().__init__(
+            num_classes, kernel_initializer, kernel_regularizer, sub_centers=sub_centers, **kwargs
+        )
         self.scale = validate_positive("scale", scale)
         self.margin = validate_positive("margin", margin, allow_zero=True)
         self.margin_std = validate_positive("margin_std", margin_std, allow_zero=True)
@@ -77,7 +78,6 @@ class _ElasticMargin(MarginHead):
         return ops.take(ascending_margins, rank)
 
 
-
 @keras.saving.register_keras_serializable(package="keras_face")
 class ElasticArcFace(_ElasticMargin):
     """ElasticFace-Arc head: ArcFace with a random additive angular margin per sample.
@@ -113,6 +113,9 @@ class ElasticArcFace(_ElasticMargin):
         kernel_initializer: initializer of the class centres, shape
             `(embedding_dim, num_classes)`. Defaults to `RandomNormal(stddev=0.01)`.
         kernel_regularizer: optional regularizer of the class centres. Defaults to `None`.
+        sub_centers: int. Sub-centres per class `K`: the class cosine is the largest of
+            its K columns, taken before the margin (see `CosineClassifier`).
+            Defaults to `1`.
         **kwargs: other keyword arguments passed to `keras.layers.Layer`.
 
     Example:
@@ -152,6 +155,7 @@ class ElasticArcFace(_ElasticMargin):
         seed=None,
         kernel_initializer=None,
         kernel_regularizer=None,
+        sub_centers=1,
         **kwargs,
     ):
         super().__init__(
@@ -164,6 +168,7 @@ class ElasticArcFace(_ElasticMargin):
             seed,
             kernel_initializer,
             kernel_regularizer,
+            sub_centers=sub_centers,
             **kwargs,
         )
         self.fallback = validate_choice("fallback", fallback, ARC_FALLBACKS)
@@ -205,6 +210,9 @@ class ElasticCosFace(_ElasticMargin):
         kernel_initializer: initializer of the class centres, shape
             `(embedding_dim, num_classes)`. Defaults to `RandomNormal(stddev=0.01)`.
         kernel_regularizer: optional regularizer of the class centres. Defaults to `None`.
+        sub_centers: int. Sub-centres per class `K`: the class cosine is the largest of
+            its K columns, taken before the margin (see `CosineClassifier`).
+            Defaults to `1`.
         **kwargs: other keyword arguments passed to `keras.layers.Layer`.
 
     Example:
@@ -240,6 +248,7 @@ class ElasticCosFace(_ElasticMargin):
         seed=None,
         kernel_initializer=None,
         kernel_regularizer=None,
+        sub_centers=1,
         **kwargs,
     ):
         super().__init__(
@@ -252,6 +261,7 @@ class ElasticCosFace(_ElasticMargin):
             seed,
             kernel_initializer,
             kernel_regularizer,
+            sub_centers=sub_centers,
             **kwargs,
         )
 

@@ -3,12 +3,10 @@
 import keras
 from keras import ops
 
-from keras_face.heads.base import (
-    MarginHead,
-    additive_angular_margin,
-    validate_choice,
-    validate_positive,
-)
+from keras_face.heads.base import MarginHead
+from keras_face.heads.base import additive_angular_margin
+from keras_face.heads.base import validate_choice
+from keras_face.heads.base import validate_positive
 
 MAG_VARIANTS = ("arcface", "cosface")
 
@@ -20,13 +18,7 @@ def magface_min_lambda_g(scale, lower_norm, upper_norm, lower_margin, upper_marg
     `k = (u_m - l_m) / (u_a - l_a)` (MagFace `run/trainer.py`); 22.587 for the defaults.
     """
     slope = (upper_margin - lower_margin) / (upper_norm - lower_norm)
-    return (
-        scale
-        * slope
-        * upper_norm**2
-        * lower_norm**2
-        / (upper_norm**2 - lower_norm**2)
-    )
+    return scale * slope * upper_norm**2 * lower_norm**2 / (upper_norm**2 - lower_norm**2)
 
 
 @keras.saving.register_keras_serializable(package="keras_face")
@@ -74,6 +66,9 @@ class MagFace(MarginHead):
         kernel_initializer: initializer of the class centres. Defaults to
             `RandomNormal(stddev=0.01)`.
         kernel_regularizer: optional regularizer of the class centres. Defaults to `None`.
+        sub_centers: int. Sub-centres per class `K`: the class cosine is the largest of
+            its K columns, taken before the margin (see `CosineClassifier`).
+            Defaults to `1`.
         **kwargs: other keyword arguments passed to `keras.layers.Layer`.
 
     Example:
@@ -114,9 +109,12 @@ class MagFace(MarginHead):
         variant="arcface",
         kernel_initializer=None,
         kernel_regularizer=None,
+        sub_centers=1,
         **kwargs,
     ):
-        super().__init__(num_classes, kernel_initializer, kernel_regularizer, **kwargs)
+        super().__init__(
+            num_classes, kernel_initializer, kernel_regularizer, sub_centers=sub_centers, **kwargs
+        )
         self.scale = validate_positive("scale", scale)
         self.lower_norm = validate_positive("lower_norm", lower_norm)
         self.upper_norm = validate_positive("upper_norm", upper_norm)
@@ -134,9 +132,7 @@ class MagFace(MarginHead):
             )
         self.lambda_g = validate_positive("lambda_g", lambda_g, allow_zero=True)
         if not isinstance(easy_margin, bool):
-            raise ValueError(
-                f"easy_margin must be a bool. Received: easy_margin={easy_margin!r}"
-            )
+            raise ValueError(f"easy_margin must be a bool. Received: easy_margin={easy_margin!r}")
         self.easy_margin = easy_margin
         self.variant = validate_choice("variant", variant, MAG_VARIANTS)
         min_lambda_g = magface_min_lambda_g(

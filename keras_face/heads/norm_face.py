@@ -3,7 +3,8 @@
 import keras
 from keras import ops
 
-from keras_face.heads.base import MarginHead, validate_positive
+from keras_face.heads.base import MarginHead
+from keras_face.heads.base import validate_positive
 
 
 class _MinValue(keras.constraints.Constraint):
@@ -44,6 +45,9 @@ class NormFace(MarginHead):
         kernel_initializer: initializer of the class centres, shape
             `(embedding_dim, num_classes)`. Defaults to `RandomNormal(stddev=0.01)`.
         kernel_regularizer: optional regularizer of the class centres. Defaults to `None`.
+        sub_centers: int. Sub-centres per class `K`: the class cosine is the largest of
+            its K columns, taken before the margin (see `CosineClassifier`).
+            Defaults to `1`.
         **kwargs: other keyword arguments passed to `keras.layers.Layer`.
 
     Example:
@@ -59,6 +63,8 @@ class NormFace(MarginHead):
     """
 
     hyperparameters = ("scale", "trainable_scale", "min_scale")
+    # The target logit is the plain s * cos: no target column to read or write.
+    has_margin = False
 
     def __init__(
         self,
@@ -68,9 +74,12 @@ class NormFace(MarginHead):
         min_scale=0.01,
         kernel_initializer=None,
         kernel_regularizer=None,
+        sub_centers=1,
         **kwargs,
     ):
-        super().__init__(num_classes, kernel_initializer, kernel_regularizer, **kwargs)
+        super().__init__(
+            num_classes, kernel_initializer, kernel_regularizer, sub_centers=sub_centers, **kwargs
+        )
         self.scale = validate_positive("scale", scale)
         self.trainable_scale = bool(trainable_scale)
         self.min_scale = validate_positive("min_scale", min_scale)

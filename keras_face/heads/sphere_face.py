@@ -5,7 +5,8 @@ import math
 import keras
 from keras import ops
 
-from keras_face.heads.base import MarginHead, validate_positive
+from keras_face.heads.base import MarginHead
+from keras_face.heads.base import validate_positive
 
 
 def chebyshev_polynomial(cosine, degree):
@@ -73,6 +74,9 @@ class SphereFace(MarginHead):
         kernel_initializer: initializer of the class centres. Defaults to
             `RandomNormal(stddev=0.01)`.
         kernel_regularizer: optional regularizer of the class centres. Defaults to `None`.
+        sub_centers: int. Sub-centres per class `K`: the class cosine is the largest of
+            its K columns, taken before the margin (see `CosineClassifier`).
+            Defaults to `1`.
         **kwargs: other keyword arguments passed to `keras.layers.Layer`.
 
     Example:
@@ -114,12 +118,13 @@ class SphereFace(MarginHead):
         scale=64.0,
         kernel_initializer=None,
         kernel_regularizer=None,
+        sub_centers=1,
         **kwargs,
     ):
-        super().__init__(num_classes, kernel_initializer, kernel_regularizer, **kwargs)
-        is_integral = isinstance(margin, int) or (
-            isinstance(margin, float) and margin.is_integer()
+        super().__init__(
+            num_classes, kernel_initializer, kernel_regularizer, sub_centers=sub_centers, **kwargs
         )
+        is_integral = isinstance(margin, int) or (isinstance(margin, float) and margin.is_integer())
         if isinstance(margin, bool) or not is_integral or margin < 1:
             raise ValueError(
                 "margin must be a positive integer (SphereFace's m multiplies the angle; "

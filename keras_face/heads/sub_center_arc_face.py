@@ -1,33 +1,16 @@
-"""Sub-center ArcFace: K sub-centres per class, and the dataset-cleaning helper."""
+"""Sub-center ArcFace: ArcFace with K sub-centres per class, by its familiar name.
 
-import math
-import typing
+Sub-centres belong to the classifier half of every head (`CosineClassifier`,
+`sub_centers=K`); this module keeps the paper's name and defaults, and re-exports the
+dataset-cleaning result `SubCenterOutliers`.
+"""
 
 import keras
-import numpy as np
-from keras import ops
-from tqdm.auto import tqdm
 
 from keras_face.heads.arc_face import ArcFace
+from keras_face.heads.cosine_classifier import SubCenterOutliers
 
-
-class SubCenterOutliers(typing.NamedTuple):
-    """Result of `SubCenterArcFace.find_outliers`.
-
-    Attributes:
-        dominant_sub_centers: int32 array `(num_classes,)`. Per class, the sub-centre
-            closest to the largest number of its samples; `-1` for classes without
-            samples.
-        outlier_mask: bool array `(num_samples,)`. `True` where a sample is not within
-            `threshold_degrees` of its class's dominant sub-centre (the samples
-            insightface's `drop.py` removes).
-        angles: float32 array `(num_samples,)`. Angle in degrees between each sample
-            and its class's dominant sub-centre.
-    """
-
-    dominant_sub_centers: np.ndarray
-    outlier_mask: np.ndarray
-    angles: np.ndarray
+__all__ = ["SubCenterArcFace", "SubCenterOutliers"]
 
 
 @keras.saving.register_keras_serializable(package="keras_face")
@@ -41,7 +24,8 @@ class SubCenterArcFace(ArcFace):
 
     `c_j = max_k cos(theta_(j,k))`, then `z_y = s * cos(theta_y + m)` and
     `z_j = s * c_j` exactly as `ArcFace` (same `fallback` and `gradient` options).
-    Only the closest sub-centre of each class gets a gradient.
+    Only the closest sub-centre of each class gets a gradient. It is exactly
+    `ArcFace(num_classes, sub_centers=K, ...)`; any other head takes `sub_centers` too.
 
     After training, `find_outliers` finds each class's dominant sub-centre over a whole
     dataset and the samples too far from it, for cleaning the dataset before retraining
@@ -75,8 +59,6 @@ class SubCenterArcFace(ArcFace):
           Noisy Web Faces, ECCV 2020](https://www.ecva.net/papers/eccv_2020/papers_ECCV/html/1445_ECCV_2020_paper.php)
     """
 
-    hyperparameters = ArcFace.hyperparameters + ("sub_centers",)
-
     def __init__(
         self,
         num_classes,
@@ -97,122 +79,6 @@ class SubCenterArcFace(ArcFace):
             gradient=gradient,
             kernel_initializer=kernel_initializer,
             kernel_regularizer=kernel_regularizer,
+            sub_centers=sub_centers,
             **kwargs,
-        )
-        if (
-            isinstance(sub_centers, bool)
-            or not isinstance(sub_centers, (int, np.integer))
-            or sub_centers < 1
-        ):
-            raise ValueError(
-                f"sub_centers must be a positive integer. Received: sub_centers={sub_centers!r}"
-            )
-        self.sub_centers = int(sub_centers)
-        self.columns_per_class = self.sub_centers
-
-    def cosine_matrix(self, normalized_embeddings):
-        cosine = self.column_cosines(normalized_embeddings)
-        cosine = ops.reshape(cosine, (-1, self.num_classes, self.sub_centers))
-        # A running maximum over the K slices rather than `ops.max`, which refuses an
-        # empty batch on TensorFlow and PyTorch.
-        closest = cosine[:, :, 0]
-        for k in range(1, self.sub_centers):
-            closest = ops.maximum(closest, cosine[:, :, k])
-        return closest
-
-    def find_outliers(
-        self, embeddings, labels, threshold_degrees=75.0, batch_size=4096, verbose=False
-    ):
-        """Dominant sub-centre of every class and the samples far from it, over a dataset.
-
-        For each sample the closest sub-centre of its own class is found; a class's
-        dominant sub-centre is the one closest to most of its samples (ties: the lowest
-        index). A sample is an outlier unless its cosine with the dominant sub-centre is
-        above `cos(threshold_degrees)`, as insightface's `drop.py` (which keeps
-        `sim > cos_thresh`). All of `embeddings` is used, not one batch
-        (pytorch-metric-learning's `get_outliers` decides per batch).
-
-        Args:
-            embeddings: array `(num_samples, embedding_dim)`, any norm (normalised here;
-                a zero embedding has cosine 0).
-            labels: integer array `(num_samples,)` or `(num_samples, 1)`.
-            threshold_degrees: float. Largest kept angle. Defaults to `75.0`
-                (insightface `drop.py --threshold 75`).
-            batch_size: int. Samples processed at once. Defaults to `4096`.
-            verbose: bool. Show a progress bar. Defaults to `False`.
-
-        Returns:
-            A `SubCenterOutliers(dominant_sub_centers, outlier_mask, angles)`.
-
-        Example:
-            ```python
-            outliers = head.find_outliers(embeddings, labels)
-            clean_images = images[~outliers.outlier_mask]
-            ```
-        """
-        if not self.built:
-            raise ValueError(
-                "find_outliers needs the trained sub-centres: call the head on a batch "
-                f"(or load a trained model) first. Received: head {self.name!r}, not built"
-            )
-        threshold_degrees = float(threshold_degrees)
-        if not 0.0 <= threshold_degrees <= 180.0:
-            raise ValueError(
-                "threshold_degrees must be in [0, 180]. "
-                f"Received: threshold_degrees={threshold_degrees}"
-            )
-        embeddings = np.asarray(embeddings)
-        labels = np.asarray(labels)
-        if labels.ndim == 2 and labels.shape[1] == 1:
-            labels = labels[:, 0]
-        if embeddings.ndim != 2 or embeddings.shape[1] != self.embedding_dim:
-            raise ValueError(
-                f"embeddings must have shape (num_samples, {self.embedding_dim}). "
-                f"Received: embeddings shape={embeddings.shape}"
-            )
-        if labels.ndim != 1 or labels.shape[0] != embeddings.shape[0]:
-            raise ValueError(
-                f"labels must have shape ({embeddings.shape[0]},). "
-                f"Received: labels shape={labels.shape}"
-            )
-        if labels.size and not np.issubdtype(labels.dtype, np.integer):
-            raise ValueError(
-                f"labels must be integer class ids. Received: labels dtype={labels.dtype}"
-            )
-        labels = labels.astype(np.int64)
-        bad = labels[(labels < 0) | (labels >= self.num_classes)]
-        if bad.size:
-            raise ValueError(
-                f"every label must be in [0, num_classes) with num_classes="
-                f"{self.num_classes}. Received: labels containing "
-                f"{', '.join(str(v) for v in bad[:8])}"
-            )
-        # (num_classes, K, embedding_dim) unit sub-centres, class-major like the kernel.
-        kernel = ops.convert_to_numpy(self.kernel).astype(np.float64)
-        centres = kernel.T.reshape(self.num_classes, self.sub_centers, self.embedding_dim)
-        centres /= np.maximum(np.linalg.norm(centres, axis=-1, keepdims=True), 1e-12)
-
-        num_samples = embeddings.shape[0]
-        sub_center_cosines = np.zeros((num_samples, self.sub_centers), np.float64)
-        starts = range(0, num_samples, batch_size)
-        for start in tqdm(starts, desc="sub-centre cosines", disable=not verbose):
-            stop = min(start + batch_size, num_samples)
-            # float64: norms from 1e-30 to 1e30 stay exact.
-            chunk = embeddings[start:stop].astype(np.float64)
-            chunk /= np.maximum(np.linalg.norm(chunk, axis=1, keepdims=True), 1e-12)
-            sub_center_cosines[start:stop] = np.einsum(
-                "nd,nkd->nk", chunk, centres[labels[start:stop]]
-            )
-        sub_center_cosines = np.clip(sub_center_cosines, -1.0, 1.0)
-
-        counts = np.zeros((self.num_classes, self.sub_centers), np.int64)
-        np.add.at(counts, (labels, np.argmax(sub_center_cosines, axis=1)), 1)
-        dominant = np.where(counts.sum(axis=1) > 0, np.argmax(counts, axis=1), -1)
-        dominant_cosine = sub_center_cosines[np.arange(num_samples), dominant[labels]]
-        outlier_mask = ~(dominant_cosine > math.cos(math.radians(threshold_degrees)))
-        angles = np.degrees(np.arccos(dominant_cosine))
-        return SubCenterOutliers(
-            dominant_sub_centers=dominant.astype(np.int32),
-            outlier_mask=outlier_mask,
-            angles=angles.astype(np.float32),
         )

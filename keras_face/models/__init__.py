@@ -3,23 +3,25 @@
 IR-ResNet / IR-SE (`iresnet18` ... `iresnet200`), MobileFaceNet (`mobilefacenet`,
 `mobilefacenet_mbf`) and VarGFaceNet (`vargfacenet`), built from `keras.layers` only so
 that they run on the TensorFlow, JAX and PyTorch backends. `count_parameters` and
-`count_flops` report sizes the way the papers and insightface do.
+`count_flops` report sizes the way the papers and insightface do. Grouped convolutions
+use `Conv2D`, Keras' layer with the same weights computed by fast, exportable operations.
 """
 
-from keras_face.models.counting import count_flops, count_parameters
-from keras_face.models.embedding import EMBEDDING_OUTPUTS, apply_embedding_output
-from keras_face.models.frozen_scale_batch_normalization import (
-    FrozenScaleBatchNormalization,
-)
-from keras_face.models.iresnet import (
-    build_iresnet,
-    iresnet18,
-    iresnet34,
-    iresnet50,
-    iresnet100,
-    iresnet200,
-)
-from keras_face.models.mobile_face_net import mobilefacenet, mobilefacenet_mbf
+from keras_face.models.conv2d import Conv2D
+from keras_face.models.counting import count_flops
+from keras_face.models.counting import count_parameters
+from keras_face.models.embedding import EMBEDDING_OUTPUTS
+from keras_face.models.embedding import apply_embedding_output
+from keras_face.models.frozen_scale_batch_normalization import FrozenScaleBatchNormalization
+from keras_face.models.iresnet import build_iresnet
+from keras_face.models.iresnet import iresnet18
+from keras_face.models.iresnet import iresnet34
+from keras_face.models.iresnet import iresnet50
+from keras_face.models.iresnet import iresnet100
+from keras_face.models.iresnet import iresnet200
+from keras_face.models.mobile_face_net import build_mobilefacenet
+from keras_face.models.mobile_face_net import mobilefacenet
+from keras_face.models.mobile_face_net import mobilefacenet_mbf
 from keras_face.models.varg_face_net import vargfacenet
 
 _BACKBONES = {
@@ -53,9 +55,7 @@ def get(name, **kwargs):
     """
     key = str(name).lower().replace("-", "_")
     if key not in _BACKBONES:
-        raise ValueError(
-            f"Unknown backbone; expected one of {names()}. Received: name={name!r}"
-        )
+        raise ValueError(f"Unknown backbone; expected one of {names()}. Received: name={name!r}")
     return _BACKBONES[key](**kwargs)
 
 
@@ -67,8 +67,10 @@ def names():
 __all__ = [
     "EMBEDDING_OUTPUTS",
     "FrozenScaleBatchNormalization",
+    "Conv2D",
     "apply_embedding_output",
     "build_iresnet",
+    "build_mobilefacenet",
     "count_flops",
     "count_parameters",
     "get",

@@ -10,6 +10,8 @@ import numbers
 
 import keras
 
+from keras_face.models.conv2d import Conv2D
+
 # PyTorch's BatchNorm momentum 0.1 and MXNet's momentum 0.9 are both Keras' 0.9 (Keras
 # weighs the running statistic, PyTorch the new batch).
 BATCH_NORM_MOMENTUM = 0.9
@@ -87,15 +89,14 @@ def apply_preprocessing(x, mode, name="preprocessing"):
     return keras.layers.Rescaling(scale=scale, offset=-127.5 * scale, name=name)(x)
 
 
-def apply_conv(
-    x, filters, kernel_size, strides=1, groups=1, use_bias=False, name="conv"
-):
+def apply_conv(x, filters, kernel_size, strides=1, groups=1, use_bias=False, name="conv"):
     """Convolution padded like PyTorch/MXNet (`padding=kernel_size // 2` on every side).
 
     With stride 1 this is Keras' `"same"`. With stride 2, `"same"` would pad only the
     bottom/right, shifting the sampling grid by one pixel relative to the references
     (and to a strided 1x1 shortcut); an explicit symmetric `ZeroPadding2D` keeps it.
-    `groups == input channels == filters` gives a `DepthwiseConv2D`.
+    `groups == input channels == filters` gives a `DepthwiseConv2D`, other `groups > 1`
+    a `keras_face.models.Conv2D`.
 
     Args:
         x: input tensor (batch, height, width, channels).
@@ -106,9 +107,7 @@ def apply_conv(
         use_bias: bool. Defaults to `False`.
         name: str. Layer name; the padding layer is `f"{name}_pad"`.
     """
-    kernel_size = (
-        (kernel_size, kernel_size) if isinstance(kernel_size, int) else tuple(kernel_size)
-    )
+    kernel_size = (kernel_size, kernel_size) if isinstance(kernel_size, int) else tuple(kernel_size)
     padding = "same" if strides == 1 else "valid"
     if strides != 1 and max(kernel_size) > 1:
         x = keras.layers.ZeroPadding2D(
@@ -124,7 +123,9 @@ def apply_conv(
             depthwise_initializer="he_normal",
             name=name,
         )(x)
-    return keras.layers.Conv2D(
+    # Grouped: same weights as `Conv2D(groups=...)`, computed with fast, exportable ops.
+    layer_class = Conv2D if groups > 1 else keras.layers.Conv2D
+    return layer_class(
         filters,
         kernel_size,
         strides=strides,
@@ -203,7 +204,5 @@ def apply_squeeze_excitation_block(x, reduction, name):
         max(channels // reduction, 1), 1, kernel_initializer="he_normal", name=f"{name}_se_conv1"
     )(gate)
     gate = apply_prelu(gate, name=f"{name}_se_prelu")
-    gate = keras.layers.Conv2D(
-        channels, 1, activation="sigmoid", name=f"{name}_se_conv2"
-    )(gate)
+    gate = keras.layers.Conv2D(channels, 1, activation="sigmoid", name=f"{name}_se_conv2")(gate)
     return keras.layers.Multiply(name=f"{name}_se_multiply")([x, gate])

@@ -13,8 +13,13 @@ import math
 
 import keras
 
-_BATCH_NORM_STATISTICS = ("moving_mean", "moving_variance", "moving_stddev",
-                          "renorm_mean", "renorm_stddev")
+_BATCH_NORM_STATISTICS = (
+    "moving_mean",
+    "moving_variance",
+    "moving_stddev",
+    "renorm_mean",
+    "renorm_stddev",
+)
 
 
 def _iterate_layers(layer):
@@ -45,14 +50,14 @@ def count_parameters(model):
                 variable = getattr(layer, attribute, None)
                 if variable is not None:
                     statistics.add(id(variable))
-    return sum(
-        math.prod(weight.shape) for weight in model.weights if id(weight) not in statistics
-    )
+    return sum(math.prod(weight.shape) for weight in model.weights if id(weight) not in statistics)
 
 
 def _layer_flops(layer):
     """Multiply-accumulates of `layer` for one example (its single call in the graph)."""
-    if not isinstance(layer, (keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.Dense)):
+    if not isinstance(
+        layer, (keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.Dense)
+    ):
         return 0
     input_shape = tuple(layer.input.shape)
     outputs_per_example = math.prod(layer.output.shape[1:])
@@ -104,7 +109,5 @@ def count_flops(model, input_shape=None):
         input_shape = tuple(int(size) for size in input_shape)
         own_shape = tuple(model.inputs[0].shape[1:])
         if input_shape != own_shape:
-            model = keras.models.clone_model(
-                model, input_tensors=keras.Input(shape=input_shape)
-            )
+            model = keras.models.clone_model(model, input_tensors=keras.Input(shape=input_shape))
     return _graph_flops(model)

@@ -10,14 +10,13 @@
 
 The last layer always computes in float32 so that the embedding is float32 under the
 `mixed_float16` / `mixed_bfloat16` policies.
-"""
+"""  # noqa: E501 (a Markdown table cannot wrap)
 
 import keras
 
-from keras_face.models.blocks import BATCH_NORM_MOMENTUM, apply_batch_normalization
-from keras_face.models.frozen_scale_batch_normalization import (
-    FrozenScaleBatchNormalization,
-)
+from keras_face.models.blocks import BATCH_NORM_MOMENTUM
+from keras_face.models.blocks import apply_batch_normalization
+from keras_face.models.frozen_scale_batch_normalization import FrozenScaleBatchNormalization
 
 EMBEDDING_OUTPUTS = ("E", "F", "J", "GAP", "GDC")
 

@@ -16,28 +16,53 @@ BN epsilon is 1e-5 and momentum 0.9 (PyTorch's 0.1), as in arcface_torch.
 
 import keras
 
-from keras_face.models.blocks import (
-    apply_batch_normalization,
-    apply_conv,
-    apply_conv_bn_block,
-    apply_prelu,
-    apply_preprocessing,
-    apply_squeeze_excitation_block,
-    validate_backbone_arguments,
-    validate_preprocessing,
-)
-from keras_face.models.embedding import (
-    apply_embedding_output,
-    validate_embedding_output,
-)
+from keras_face.models.blocks import apply_batch_normalization
+from keras_face.models.blocks import apply_conv
+from keras_face.models.blocks import apply_conv_bn_block
+from keras_face.models.blocks import apply_prelu
+from keras_face.models.blocks import apply_preprocessing
+from keras_face.models.blocks import apply_squeeze_excitation_block
+from keras_face.models.blocks import validate_backbone_arguments
+from keras_face.models.blocks import validate_preprocessing
+from keras_face.models.embedding import apply_embedding_output
+from keras_face.models.embedding import validate_embedding_output
 
-BLOCKS_PER_STAGE = {
-    18: (2, 2, 2, 2),
-    34: (3, 4, 6, 3),
-    50: (3, 4, 14, 3),
-    100: (3, 13, 30, 3),
-    200: (6, 26, 60, 6),
+# The variants as data: blocks per stage, the sizes published by insightface's
+# arcface_torch (512-d, 112x112; FLOPs are multiply-accumulates, `None` where none is
+# published) and this implementation's exact parameter count (`count_parameters`).
+VARIANTS = {
+    18: {
+        "blocks_per_stage": (2, 2, 2, 2),
+        "published_parameters": 24.03e6,
+        "published_flops": 2.6e9,
+        "parameters": 24_025_600,
+    },
+    34: {
+        "blocks_per_stage": (3, 4, 6, 3),
+        "published_parameters": 34.14e6,
+        "published_flops": None,
+        "parameters": 34_139_328,
+    },
+    50: {
+        "blocks_per_stage": (3, 4, 14, 3),
+        "published_parameters": 43.59e6,
+        "published_flops": 6.3e9,
+        "parameters": 43_590_848,
+    },
+    100: {
+        "blocks_per_stage": (3, 13, 30, 3),
+        "published_parameters": 65.16e6,
+        "published_flops": 12.1e9,
+        "parameters": 65_156_160,
+    },
+    200: {
+        "blocks_per_stage": (6, 26, 60, 6),
+        "published_parameters": 118.83e6,
+        "published_flops": 23.5e9,
+        "parameters": 118_833_920,
+    },
 }
+BLOCKS_PER_STAGE = {depth: variant["blocks_per_stage"] for depth, variant in VARIANTS.items()}
 STAGE_FILTERS = (64, 128, 256, 512)
 STEM_FILTERS = 64
 BATCH_NORM_EPSILON = 1e-5
@@ -95,7 +120,10 @@ def build_iresnet(
 ):
     """IR-ResNet (or IR-SE-ResNet) of a given depth, from face crops to embeddings.
 
-    The depth-specific factories (`iresnet50`, ...) document the published sizes.
+    `iresnet18` ... `iresnet200` call this with their depth. The variants (blocks per
+    stage, published sizes, exact parameter counts) are the data of
+    `keras_face.models.iresnet.VARIANTS`; `count_flops` gives 2.610 G, 4.460 G, 6.309 G,
+    12.090 G and 23.419 G multiply-accumulates at 112x112 for depths 18 to 200.
 
     Args:
         depth: int. One of 18, 34, 50, 100, 200.
@@ -133,9 +161,7 @@ def build_iresnet(
             f"Unknown IR-ResNet depth; expected one of {sorted(BLOCKS_PER_STAGE)}. "
             f"Received: depth={depth!r}"
         )
-    input_shape = validate_backbone_arguments(
-        input_shape, embedding_size, dropout, TOTAL_STRIDE
-    )
+    input_shape = validate_backbone_arguments(input_shape, embedding_size, dropout, TOTAL_STRIDE)
     output = validate_embedding_output(output)
     preprocessing = validate_preprocessing(preprocessing)
     if name is None:
@@ -143,9 +169,7 @@ def build_iresnet(
 
     inputs = keras.Input(shape=input_shape, name="image")
     x = apply_preprocessing(inputs, preprocessing)
-    x = apply_conv_bn_block(
-        x, STEM_FILTERS, 3, epsilon=BATCH_NORM_EPSILON, name="stem"
-    )
+    x = apply_conv_bn_block(x, STEM_FILTERS, 3, epsilon=BATCH_NORM_EPSILON, name="stem")
     for stage_index, (filters, blocks) in enumerate(
         zip(STAGE_FILTERS, BLOCKS_PER_STAGE[depth]), start=1
     ):
@@ -172,34 +196,17 @@ def iresnet18(
     dropout=0.0,
     name=None,
 ):
-    """IR-ResNet-18 (blocks per stage 2, 2, 2, 2).
+    """IR-ResNet-18 (blocks per stage 2, 2, 2, 2): 24.03 M parameters, 2.6 G FLOPs.
 
-    Published size (insightface arcface_torch, 512-d, 112x112): 24.03 M parameters,
-    2.6 G FLOPs (multiply-accumulates). `keras_face.models.count_parameters` gives
-    24,025,600 and `keras_face.models.count_flops` 2.610 G.
-
-    Args:
-        input_shape: `(height, width, channels)`; at least 16x16. Defaults to
-            `(112, 112, 3)`.
-        embedding_size: int. Defaults to `512`.
-        output: str. `"E"`, `"F"`, `"J"`, `"GAP"` or `"GDC"`. Defaults to `"E"`.
-        se: bool. IR-SE variant. Defaults to `False`.
-        preprocessing: `True`/`"arcface"`, `"insightface"`, `False`/`None`. Defaults to
-            `True`.
-        dropout: float. Dropout before the embedding FC. Defaults to `0.0`.
-        name: str. Defaults to `"iresnet18"` (`"iresnet18_se"` with `se=True`).
+    `build_iresnet(18, ...)`: the arguments are documented there, the sizes in
+    `keras_face.models.iresnet.VARIANTS[18]` and on the Models page.
 
     Example:
         ```python
         backbone = keras_face.models.iresnet18(embedding_size=512)
         ```
-
-    References:
-        - [Deng et al., ArcFace, CVPR 2019](https://arxiv.org/abs/1801.07698)
     """
-    return build_iresnet(
-        18, input_shape, embedding_size, output, se, preprocessing, dropout, name
-    )
+    return build_iresnet(18, input_shape, embedding_size, output, se, preprocessing, dropout, name)
 
 
 def iresnet34(
@@ -211,34 +218,17 @@ def iresnet34(
     dropout=0.0,
     name=None,
 ):
-    """IR-ResNet-34 (blocks per stage 3, 4, 6, 3).
+    """IR-ResNet-34 (blocks per stage 3, 4, 6, 3): 34.14 M parameters.
 
-    Published size (insightface arcface_torch, 512-d, 112x112): 34.14 M parameters.
-    `keras_face.models.count_parameters` gives 34,139,328 and
-    `keras_face.models.count_flops` 4.460 G.
-
-    Args:
-        input_shape: `(height, width, channels)`; at least 16x16. Defaults to
-            `(112, 112, 3)`.
-        embedding_size: int. Defaults to `512`.
-        output: str. `"E"`, `"F"`, `"J"`, `"GAP"` or `"GDC"`. Defaults to `"E"`.
-        se: bool. IR-SE variant. Defaults to `False`.
-        preprocessing: `True`/`"arcface"`, `"insightface"`, `False`/`None`. Defaults to
-            `True`.
-        dropout: float. Dropout before the embedding FC. Defaults to `0.0`.
-        name: str. Defaults to `"iresnet34"` (`"iresnet34_se"` with `se=True`).
+    `build_iresnet(34, ...)`: the arguments are documented there, the sizes in
+    `keras_face.models.iresnet.VARIANTS[34]` and on the Models page.
 
     Example:
         ```python
         backbone = keras_face.models.iresnet34(embedding_size=512)
         ```
-
-    References:
-        - [Deng et al., ArcFace, CVPR 2019](https://arxiv.org/abs/1801.07698)
     """
-    return build_iresnet(
-        34, input_shape, embedding_size, output, se, preprocessing, dropout, name
-    )
+    return build_iresnet(34, input_shape, embedding_size, output, se, preprocessing, dropout, name)
 
 
 def iresnet50(
@@ -250,34 +240,17 @@ def iresnet50(
     dropout=0.0,
     name=None,
 ):
-    """IR-ResNet-50 (blocks per stage 3, 4, 14, 3), "LResNet50E-IR" in the ArcFace paper.
+    """IR-ResNet-50 (3, 4, 14, 3), "LResNet50E-IR": 43.59 M parameters, 6.3 G FLOPs.
 
-    Published size (insightface arcface_torch, 512-d, 112x112): 43.59 M parameters,
-    6.3 G FLOPs (multiply-accumulates). `keras_face.models.count_parameters` gives
-    43,590,848 and `keras_face.models.count_flops` 6.309 G.
-
-    Args:
-        input_shape: `(height, width, channels)`; at least 16x16. Defaults to
-            `(112, 112, 3)`.
-        embedding_size: int. Defaults to `512`.
-        output: str. `"E"`, `"F"`, `"J"`, `"GAP"` or `"GDC"`. Defaults to `"E"`.
-        se: bool. IR-SE variant. Defaults to `False`.
-        preprocessing: `True`/`"arcface"`, `"insightface"`, `False`/`None`. Defaults to
-            `True`.
-        dropout: float. Dropout before the embedding FC. Defaults to `0.0`.
-        name: str. Defaults to `"iresnet50"` (`"iresnet50_se"` with `se=True`).
+    `build_iresnet(50, ...)`: the arguments are documented there, the sizes in
+    `keras_face.models.iresnet.VARIANTS[50]` and on the Models page.
 
     Example:
         ```python
         backbone = keras_face.models.iresnet50(embedding_size=512)
         ```
-
-    References:
-        - [Deng et al., ArcFace, CVPR 2019](https://arxiv.org/abs/1801.07698)
     """
-    return build_iresnet(
-        50, input_shape, embedding_size, output, se, preprocessing, dropout, name
-    )
+    return build_iresnet(50, input_shape, embedding_size, output, se, preprocessing, dropout, name)
 
 
 def iresnet100(
@@ -289,34 +262,17 @@ def iresnet100(
     dropout=0.0,
     name=None,
 ):
-    """IR-ResNet-100 (blocks per stage 3, 13, 30, 3), "LResNet100E-IR" in the ArcFace paper.
+    """IR-ResNet-100 (3, 13, 30, 3), "LResNet100E-IR": 65.16 M parameters, 12.1 G FLOPs.
 
-    Published size (insightface arcface_torch, 512-d, 112x112): 65.16 M parameters,
-    12.1 G FLOPs (multiply-accumulates). `keras_face.models.count_parameters` gives
-    65,156,160 and `keras_face.models.count_flops` 12.090 G.
-
-    Args:
-        input_shape: `(height, width, channels)`; at least 16x16. Defaults to
-            `(112, 112, 3)`.
-        embedding_size: int. Defaults to `512`.
-        output: str. `"E"`, `"F"`, `"J"`, `"GAP"` or `"GDC"`. Defaults to `"E"`.
-        se: bool. IR-SE variant. Defaults to `False`.
-        preprocessing: `True`/`"arcface"`, `"insightface"`, `False`/`None`. Defaults to
-            `True`.
-        dropout: float. Dropout before the embedding FC. Defaults to `0.0`.
-        name: str. Defaults to `"iresnet100"` (`"iresnet100_se"` with `se=True`).
+    `build_iresnet(100, ...)`: the arguments are documented there, the sizes in
+    `keras_face.models.iresnet.VARIANTS[100]` and on the Models page.
 
     Example:
         ```python
         backbone = keras_face.models.iresnet100(embedding_size=512)
         ```
-
-    References:
-        - [Deng et al., ArcFace, CVPR 2019](https://arxiv.org/abs/1801.07698)
     """
-    return build_iresnet(
-        100, input_shape, embedding_size, output, se, preprocessing, dropout, name
-    )
+    return build_iresnet(100, input_shape, embedding_size, output, se, preprocessing, dropout, name)
 
 
 def iresnet200(
@@ -328,31 +284,14 @@ def iresnet200(
     dropout=0.0,
     name=None,
 ):
-    """IR-ResNet-200 (blocks per stage 6, 26, 60, 6).
+    """IR-ResNet-200 (blocks per stage 6, 26, 60, 6): 118.83 M parameters, 23.5 G FLOPs.
 
-    Published size (insightface arcface_torch, 512-d, 112x112): 118.83 M parameters,
-    23.5 G FLOPs (multiply-accumulates). `keras_face.models.count_parameters` gives
-    118,833,920 and `keras_face.models.count_flops` 23.419 G.
-
-    Args:
-        input_shape: `(height, width, channels)`; at least 16x16. Defaults to
-            `(112, 112, 3)`.
-        embedding_size: int. Defaults to `512`.
-        output: str. `"E"`, `"F"`, `"J"`, `"GAP"` or `"GDC"`. Defaults to `"E"`.
-        se: bool. IR-SE variant. Defaults to `False`.
-        preprocessing: `True`/`"arcface"`, `"insightface"`, `False`/`None`. Defaults to
-            `True`.
-        dropout: float. Dropout before the embedding FC. Defaults to `0.0`.
-        name: str. Defaults to `"iresnet200"` (`"iresnet200_se"` with `se=True`).
+    `build_iresnet(200, ...)`: the arguments are documented there, the sizes in
+    `keras_face.models.iresnet.VARIANTS[200]` and on the Models page.
 
     Example:
         ```python
         backbone = keras_face.models.iresnet200(embedding_size=512)
         ```
-
-    References:
-        - [Deng et al., ArcFace, CVPR 2019](https://arxiv.org/abs/1801.07698)
     """
-    return build_iresnet(
-        200, input_shape, embedding_size, output, se, preprocessing, dropout, name
-    )
+    return build_iresnet(200, input_shape, embedding_size, output, se, preprocessing, dropout, name)

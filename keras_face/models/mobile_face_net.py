@@ -24,18 +24,16 @@ width scale (2 for "mbf"), and the second layer becomes a grouped 3x3 conv of 64
 BN epsilon is 1e-5, as there.
 """
 
+import numbers
+
 import keras
 
-from keras_face.models.blocks import (
-    apply_conv_bn_block,
-    apply_preprocessing,
-    validate_backbone_arguments,
-    validate_preprocessing,
-)
-from keras_face.models.embedding import (
-    apply_embedding_output,
-    validate_embedding_output,
-)
+from keras_face.models.blocks import apply_conv_bn_block
+from keras_face.models.blocks import apply_preprocessing
+from keras_face.models.blocks import validate_backbone_arguments
+from keras_face.models.blocks import validate_preprocessing
+from keras_face.models.embedding import apply_embedding_output
+from keras_face.models.embedding import validate_embedding_output
 
 BATCH_NORM_EPSILON = 1e-5
 # Stem conv and three stride-2 bottlenecks.
@@ -91,12 +89,85 @@ def apply_bottleneck_block(x, filters, expanded_filters, strides=1, name="block"
     return x
 
 
-def _mobile_face_net(
-    width_scale, input_shape, embedding_size, output, preprocessing, dropout, name
+# The variants as data: width scale of the block outputs, default embedding size, the
+# published sizes (112x112; FLOPs are multiply-accumulates, `None` where none is
+# published) and this implementation's exact counts (`count_parameters`, `count_flops`).
+# The paper's 0.99 M parameters lie between the conv/FC weights alone (0.976 M) and the
+# full count with BN and PReLU; insightface's 0.45 G for "mbf" is ptflops' count with BN
+# and PReLU (0.449 G here with them).
+VARIANTS = {
+    "mobilefacenet": {
+        "width_scale": 1,
+        "embedding_size": 128,
+        "published_parameters": 0.99e6,
+        "published_flops": 221e6,
+        "parameters": 1_003_136,
+        "flops": 220_965_376,
+    },
+    "mobilefacenet_mbf": {
+        "width_scale": 2,
+        "embedding_size": 512,
+        "published_parameters": None,
+        "published_flops": 0.45e9,
+        "parameters": 2_059_520,
+        "flops": None,
+    },
+}
+
+
+def build_mobilefacenet(
+    width_scale=1,
+    input_shape=(112, 112, 3),
+    embedding_size=128,
+    output="GDC",
+    preprocessing=True,
+    dropout=0.0,
+    name=None,
 ):
-    input_shape = validate_backbone_arguments(
-        input_shape, embedding_size, dropout, TOTAL_STRIDE
-    )
+    """MobileFaceNet at a given width scale, from face crops to embeddings.
+
+    `mobilefacenet` (the paper's network, width scale 1) and `mobilefacenet_mbf`
+    (insightface's "mbf", width scale 2) call this; their sizes are the data of
+    `keras_face.models.mobile_face_net.VARIANTS`.
+
+    Args:
+        width_scale: int. Multiplier of the block output widths; at 2 and above the
+            second layer is a grouped 3x3 conv of 64 groups. Defaults to `1`.
+        input_shape: `(height, width, channels)`; at least 16x16. Defaults to
+            `(112, 112, 3)`.
+        embedding_size: int. Defaults to `128`.
+        output: str. Embedding output, `"GDC"` (the paper's linear GDConv → linear 1x1
+            conv), `"E"`, `"F"`, `"J"` or `"GAP"`. Defaults to `"GDC"`.
+        preprocessing: `True`/`"arcface"` for `(x - 127.5) / 128`, `"insightface"` for
+            `(x - 127.5) / 127.5`, `False`/`None` for none. Defaults to `True`.
+        dropout: float. Dropout before the embedding FC. Defaults to `0.0`.
+        name: str. Model name. Defaults to `"mobilefacenet"` at width scale 1,
+            `f"mobilefacenet_x{width_scale}"` otherwise.
+
+    Returns:
+        A functional `keras.Model` from images to float32 embeddings.
+
+    Example:
+        ```python
+        backbone = keras_face.models.build_mobilefacenet(2, embedding_size=512)
+        ```
+
+    References:
+        - [Chen et al., MobileFaceNets: Efficient CNNs for Accurate Real-Time Face
+          Verification on Mobile Devices, CCBR 2018](https://arxiv.org/abs/1804.07573)
+        - insightface `recognition/arcface_torch/backbones/mobilefacenet.py` (`get_mbf`)
+    """
+    if (
+        isinstance(width_scale, bool)
+        or not isinstance(width_scale, numbers.Integral)
+        or width_scale < 1
+    ):
+        raise ValueError(
+            f"`width_scale` must be a positive integer. Received: width_scale={width_scale!r}"
+        )
+    if name is None:
+        name = "mobilefacenet" if width_scale == 1 else f"mobilefacenet_x{width_scale}"
+    input_shape = validate_backbone_arguments(input_shape, embedding_size, dropout, TOTAL_STRIDE)
     output = validate_embedding_output(output)
     preprocessing = validate_preprocessing(preprocessing)
 
@@ -140,36 +211,17 @@ def mobilefacenet(
     dropout=0.0,
     name="mobilefacenet",
 ):
-    """MobileFaceNet, the paper's network (128-d embeddings, global depthwise output).
+    """MobileFaceNet, the paper's network: 0.99 M parameters, 221 M MAdds (128-d).
 
-    Published size (Chen et al. 2018, 128-d, 112x112): 0.99 M parameters, 221 M MAdds.
-    `keras_face.models.count_parameters` gives 1,003,136 (0.976 M of them convolution
-    and FC weights, the rest BN and PReLU parameters) and `keras_face.models.count_flops`
-    220.97 M.
-
-    Args:
-        input_shape: `(height, width, channels)`; at least 16x16. Defaults to
-            `(112, 112, 3)`.
-        embedding_size: int. Defaults to `128`.
-        output: str. Embedding output, `"GDC"` (the paper's linear GDConv → linear 1x1
-            conv), `"E"`, `"F"`, `"J"` or `"GAP"`. Defaults to `"GDC"`.
-        preprocessing: `True`/`"arcface"` for `(x - 127.5) / 128`, `"insightface"` for
-            `(x - 127.5) / 127.5`, `False`/`None` for none. Defaults to `True`.
-        dropout: float. Dropout before the embedding FC. Defaults to `0.0`.
-        name: str. Defaults to `"mobilefacenet"`.
+    `build_mobilefacenet(1, ...)`: the arguments are documented there, the sizes in
+    `keras_face.models.mobile_face_net.VARIANTS["mobilefacenet"]` and on the Models page.
 
     Example:
         ```python
         backbone = keras_face.models.mobilefacenet(embedding_size=128)
         ```
-
-    References:
-        - [Chen et al., MobileFaceNets: Efficient CNNs for Accurate Real-Time Face
-          Verification on Mobile Devices, CCBR 2018](https://arxiv.org/abs/1804.07573)
     """
-    return _mobile_face_net(
-        1, input_shape, embedding_size, output, preprocessing, dropout, name
-    )
+    return build_mobilefacenet(1, input_shape, embedding_size, output, preprocessing, dropout, name)
 
 
 def mobilefacenet_mbf(
@@ -180,33 +232,15 @@ def mobilefacenet_mbf(
     dropout=0.0,
     name="mobilefacenet_mbf",
 ):
-    """insightface's "mbf": MobileFaceNet with doubled block widths, 512-d embeddings.
+    """insightface's "mbf": MobileFaceNet at twice the block widths, 0.45 G FLOPs (512-d).
 
-    Published size (insightface arcface_torch "mobilefacenet-0.45G", 512-d, 112x112):
-    0.45 G FLOPs (ptflops' multiply-accumulates, BN and PReLU included).
-    `keras_face.models.count_parameters` gives 2,059,520 and
-    `keras_face.models.count_flops` 0.438 G (conv and FC only; 0.449 G with BN and PReLU
-    counted as ptflops does).
-
-    Args:
-        input_shape: `(height, width, channels)`; at least 16x16. Defaults to
-            `(112, 112, 3)`.
-        embedding_size: int. Defaults to `512`.
-        output: str. `"GDC"`, `"E"`, `"F"`, `"J"` or `"GAP"`. Defaults to `"GDC"`.
-        preprocessing: `True`/`"arcface"`, `"insightface"`, `False`/`None`. Defaults to
-            `True`.
-        dropout: float. Dropout before the embedding FC. Defaults to `0.0`.
-        name: str. Defaults to `"mobilefacenet_mbf"`.
+    `build_mobilefacenet(2, ...)`: the arguments are documented there, the sizes in
+    `keras_face.models.mobile_face_net.VARIANTS["mobilefacenet_mbf"]` and on the Models
+    page.
 
     Example:
         ```python
         backbone = keras_face.models.mobilefacenet_mbf(embedding_size=512)
         ```
-
-    References:
-        - [Chen et al., MobileFaceNets, CCBR 2018](https://arxiv.org/abs/1804.07573)
-        - insightface `recognition/arcface_torch/backbones/mobilefacenet.py` (`get_mbf`)
     """
-    return _mobile_face_net(
-        2, input_shape, embedding_size, output, preprocessing, dropout, name
-    )
+    return build_mobilefacenet(2, input_shape, embedding_size, output, preprocessing, dropout, name)

@@ -24,15 +24,14 @@ The variable group conv of the embedding covers the whole last feature map, so b
 
 import keras
 
-from keras_face.models.blocks import (
-    apply_batch_normalization,
-    apply_conv_bn_block,
-    apply_prelu,
-    apply_preprocessing,
-    apply_squeeze_excitation_block,
-    validate_backbone_arguments,
-    validate_preprocessing,
-)
+from keras_face.models.blocks import apply_batch_normalization
+from keras_face.models.blocks import apply_conv_bn_block
+from keras_face.models.blocks import apply_prelu
+from keras_face.models.blocks import apply_preprocessing
+from keras_face.models.blocks import apply_squeeze_excitation_block
+from keras_face.models.blocks import validate_backbone_arguments
+from keras_face.models.blocks import validate_preprocessing
+from keras_face.models.conv2d import Conv2D
 from keras_face.models.embedding import apply_embedding_output
 
 BATCH_NORM_EPSILON = 2e-5
@@ -151,7 +150,10 @@ def apply_downsampling_block(x, filters, strides=2, expansion=EXPANSION, name="b
 
 
 def apply_embedding_setting_block(x, embedding_size, dropout, name="embedding"):
-    """VarGFaceNet's embedding setting: 1x1 conv 1024 → variable group conv over the map → 1x1 conv 512 → FC → BN.
+    """VarGFaceNet's embedding setting: 1x1 conv → group conv over the map → 1x1 conv → FC → BN.
+
+    1x1 conv to 1024 → variable group conv covering the whole map → 1x1 conv to 512 →
+    the `"J"` output (FC → BN).
 
     Args:
         x: last feature map (batch, height, width, channels).
@@ -159,11 +161,9 @@ def apply_embedding_setting_block(x, embedding_size, dropout, name="embedding"):
         dropout: float. Dropout before the FC.
         name: str. Prefix of the layer names.
     """
-    x = apply_conv_bn_block(
-        x, LAST_CHANNELS, 1, epsilon=BATCH_NORM_EPSILON, name=f"{name}_expand"
-    )
+    x = apply_conv_bn_block(x, LAST_CHANNELS, 1, epsilon=BATCH_NORM_EPSILON, name=f"{name}_expand")
     # The whole map (7x7 at 112x112, 7x6 at 112x96), no padding: as the paper's 7x7.
-    x = keras.layers.Conv2D(
+    x = Conv2D(
         LAST_CHANNELS,
         (x.shape[1], x.shape[2]),
         padding="valid",
@@ -217,9 +217,7 @@ def vargfacenet(
           https://arxiv.org/abs/1910.04985)
         - [Zhang et al., VarGNet, 2019](https://arxiv.org/abs/1907.05653)
     """
-    input_shape = validate_backbone_arguments(
-        input_shape, embedding_size, dropout, TOTAL_STRIDE
-    )
+    input_shape = validate_backbone_arguments(input_shape, embedding_size, dropout, TOTAL_STRIDE)
     preprocessing = validate_preprocessing(preprocessing)
     widths = [int(filters * WIDTH_MULTIPLIER) for filters in FILTERS]
 
@@ -227,9 +225,7 @@ def vargfacenet(
     x = apply_preprocessing(inputs, preprocessing)
     x = apply_conv_bn_block(x, widths[0], 3, epsilon=BATCH_NORM_EPSILON, name="head")
     x = apply_normal_block(x, widths[0], strides=2, expansion=1, name="head_block")
-    for stage_index, (filters, blocks) in enumerate(
-        zip(widths[1:], BLOCKS_PER_STAGE), start=1
-    ):
+    for stage_index, (filters, blocks) in enumerate(zip(widths[1:], BLOCKS_PER_STAGE), start=1):
         x = apply_downsampling_block(x, filters, name=f"stage{stage_index}_block1")
         for block_index in range(2, blocks + 1):
             x = apply_normal_block(x, filters, name=f"stage{stage_index}_block{block_index}")

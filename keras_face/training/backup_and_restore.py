@@ -6,6 +6,7 @@ import os
 
 import keras
 
+from keras_face.training import keras_compat
 from keras_face.training.strategy import is_chief
 from keras_face.training.strategy import task_id
 
@@ -64,12 +65,15 @@ class BackupAndRestore(keras.callbacks.Callback):
     def __init__(self, backup_dir, save_freq=100, keep=2, delete_on_finish=True):
         super().__init__()
         if not backup_dir:
-            raise ValueError(f"backup_dir must be a directory path. Received: backup_dir={backup_dir!r}")
+            raise ValueError(
+                f"backup_dir must be a directory path. Received: backup_dir={backup_dir!r}"
+            )
         if save_freq != "epoch" and (
             isinstance(save_freq, bool) or not isinstance(save_freq, int) or save_freq < 1
         ):
             raise ValueError(
-                f"save_freq must be a positive integer or 'epoch'. Received: save_freq={save_freq!r}"
+                "save_freq must be a positive integer or 'epoch'. "
+                f"Received: save_freq={save_freq!r}"
             )
         if isinstance(keep, bool) or not isinstance(keep, int) or keep < 1:
             raise ValueError(f"keep must be a positive integer. Received: keep={keep!r}")
@@ -129,7 +133,8 @@ class BackupAndRestore(keras.callbacks.Callback):
             }
         )
         checkpoints = sorted(
-            entry for entry in os.listdir(directory)
+            entry
+            for entry in os.listdir(directory)
             if entry.startswith("ckpt-") and entry.endswith(".weights.h5")
         )
         for old in checkpoints[: -self.keep]:
@@ -154,7 +159,7 @@ class BackupAndRestore(keras.callbacks.Callback):
             optimizer.build(self.model.trainable_variables)
         self.model.load_weights(os.path.join(self._directory(), state["checkpoint"]))
         # The same hook keras.callbacks.BackupAndRestore uses to skip finished epochs.
-        self.model._initial_epoch = state["epoch"]
+        keras_compat.set_initial_epoch(self.model, state["epoch"])
         self._epoch = state["epoch"]
         self._step_in_epoch = state["step_in_epoch"]
         if state["step_in_epoch"]:
@@ -218,7 +223,7 @@ class BackupAndRestore(keras.callbacks.Callback):
 
     def on_train_end(self, logs=None):
         self._restore_train_function()
-        self.model._initial_epoch = None
+        keras_compat.set_initial_epoch(self.model, None)
         if self.model.stop_training and not _loss_is_finite(logs):
             return
         if self.delete_on_finish:

@@ -3,6 +3,7 @@
 import numpy as np
 import tensorflow as tf
 
+from keras_face.data.face_dataset import FaceDataset
 from keras_face.training.strategy import with_data_sharding
 
 
@@ -100,27 +101,42 @@ def make_training_dataset(
     return with_data_sharding(dataset.prefetch(tf.data.AUTOTUNE))
 
 
-def as_training_pairs(dataset, image_dtype="float32"):
-    """Map an `(image, label)` batch dataset (e.g. `keras_face.data.read_recordio`) to `((image, label), label)`.
+def as_training_pairs(face_dataset, image_dtype="float32"):
+    """Maps a reader's `(images, labels)` batches to `((images, labels), labels)` for training.
 
     Args:
-        dataset: `tf.data.Dataset` of `(images, labels)` batches.
+        face_dataset: `keras_face.data.FaceDataset` (what `keras_face.data.read_recordio`
+            and the other readers return) or a `tf.data.Dataset` of `(images, labels)`
+            batches.
         image_dtype: str. Dtype the images are cast to. Defaults to `"float32"`.
 
     Returns:
-        A `tf.data.Dataset` of `((images, labels), labels)` with data sharding. The
-        reader's attributes (`stats`, the skip counts of undecodable images;
-        `num_classes`, `num_images`) are carried over when the input has them.
+        A `tf.data.Dataset` of `((images, labels), labels)` with data sharding (the
+        layout `keras_face.training.FaceTrainingModel` takes). The reader's counts stay on
+        the `FaceDataset` (`face_dataset.stats`, `.num_classes`, `.num_images`).
+
+    Example:
+        ```python
+        faces = keras_face.data.read_recordio("train.rec", batch_size=128, repeat=True,
+                                              drop_remainder=True)
+        model.fit(keras_face.training.as_training_pairs(faces),
+                  steps_per_epoch=faces.num_images // 128)
+        ```
     """
+    if isinstance(face_dataset, FaceDataset):
+        dataset = face_dataset.dataset
+    elif isinstance(face_dataset, tf.data.Dataset):
+        dataset = face_dataset
+    else:
+        raise ValueError(
+            "`face_dataset` must be a keras_face.data.FaceDataset or a tf.data.Dataset. "
+            f"Received: face_dataset={face_dataset!r}"
+        )
 
     def pair(images, labels):
         labels = tf.cast(labels, tf.int32)
         return (tf.cast(images, image_dtype), labels), labels
 
-    paired = with_data_sharding(
+    return with_data_sharding(
         dataset.map(pair, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     )
-    for attribute in ("stats", "num_classes", "num_images"):
-        if hasattr(dataset, attribute):
-            setattr(paired, attribute, getattr(dataset, attribute))
-    return paired

@@ -6,11 +6,12 @@ models), either `uint8` or `float32` values in [0, 255] (`input_dtype`), with th
 preprocessing inside, and returns float32 embeddings `(batch, D)` (not normalised; the
 verification protocols L2-normalise them). The batch dimension is dynamic.
 
-| format | how | needs |
-|---|---|---|
-| `"savedmodel"` | `keras.Model.export(format="tf_saved_model")`: endpoint `serve`, signature `serving_default` | TensorFlow |
-| `"tflite"` | `tf.lite.TFLiteConverter.from_saved_model`, float32, no quantisation | TensorFlow |
-| `"onnx"` | `tf2onnx.convert.from_function` on the serving function (opset 17) | `pip install keras-face[export]` (tf2onnx, onnx, onnxruntime) |
+- `"savedmodel"`: `keras.Model.export(format="tf_saved_model")`, endpoint `serve`,
+  signature `serving_default`; needs TensorFlow.
+- `"tflite"`: `tf.lite.TFLiteConverter.from_saved_model`, float32, no quantisation; needs
+  TensorFlow.
+- `"onnx"`: `tf2onnx.convert.from_function` on the serving function (opset 17); needs
+  `pip install keras-face[export]` (tf2onnx, onnx, onnxruntime).
 
 Every format is tested for parity with the Keras model (max abs difference <= 1e-4 on
 random inputs): `run_exported` runs an exported file with the matching runtime.
@@ -21,7 +22,9 @@ import shutil
 import tempfile
 import warnings
 
+import keras
 import numpy as np
+import tensorflow as tf
 
 EXPORT_FORMATS = ("savedmodel", "tflite", "onnx")
 INPUT_DTYPES = ("float32", "uint8")
@@ -29,16 +32,12 @@ EXTENSIONS = {"savedmodel": "", "tflite": ".tflite", "onnx": ".onnx"}
 
 
 def _load_model(model):
-    import keras
-
     if isinstance(model, (str, os.PathLike)):
         path = os.fspath(model)
         if not os.path.exists(path):
             raise FileNotFoundError(f"Model file not found. Received: model={path!r}")
         if not path.endswith(".keras"):
-            raise ValueError(
-                f"Expected a .keras embedding model file. Received: model={path!r}"
-            )
+            raise ValueError(f"Expected a .keras embedding model file. Received: model={path!r}")
         model = keras.saving.load_model(path)
     embedding_model = getattr(model, "embedding_model", None)
     if embedding_model is not None:
@@ -61,11 +60,10 @@ def serving_model(model, input_dtype="float32"):
     Returns:
         A functional `keras.Model` `images -> embeddings` (float32) sharing the weights.
     """
-    import keras
-
     if input_dtype not in INPUT_DTYPES:
         raise ValueError(
-            f"input_dtype must be one of {list(INPUT_DTYPES)}. Received: input_dtype={input_dtype!r}"
+            f"input_dtype must be one of {list(INPUT_DTYPES)}. "
+            f"Received: input_dtype={input_dtype!r}"
         )
     model = _load_model(model)
     shape = tuple(model.inputs[0].shape[1:])
@@ -85,8 +83,6 @@ def _export_savedmodel(serving, path):
 
 
 def _export_tflite(serving, path):
-    import tensorflow as tf
-
     directory = tempfile.mkdtemp(prefix="keras_face_tflite_")
     try:
         _export_savedmodel(serving, directory)
@@ -99,15 +95,13 @@ def _export_tflite(serving, path):
 
 
 def _export_onnx(serving, path, opset):
-    try:
+    try:  # optional dependency (keras-face[export]): imported when an ONNX file is asked for
         import tf2onnx
     except ImportError as error:
         raise ImportError(
             "ONNX export needs tf2onnx (and onnxruntime to run the file): "
             "pip install 'keras-face[export]' (tf2onnx onnx onnxruntime)."
         ) from error
-    import tensorflow as tf
-
     spec = serving.inputs[0]
     signature = [tf.TensorSpec((None,) + tuple(spec.shape[1:]), spec.dtype, name="images")]
 
@@ -140,7 +134,9 @@ def export_embedding_model(model, path, format="savedmodel", input_dtype="float3
         ```
     """
     if format not in EXPORT_FORMATS:
-        raise ValueError(f"format must be one of {list(EXPORT_FORMATS)}. Received: format={format!r}")
+        raise ValueError(
+            f"format must be one of {list(EXPORT_FORMATS)}. Received: format={format!r}"
+        )
     path = os.fspath(path)
     serving = serving_model(model, input_dtype)
     parent = os.path.dirname(os.path.abspath(path))
@@ -170,11 +166,9 @@ def infer_format(path):
 
 
 def _tflite_interpreter(path):
-    try:
+    try:  # optional: the LiteRT runtime, when installed
         from ai_edge_litert.interpreter import Interpreter
     except ImportError:
-        import tensorflow as tf
-
         with warnings.catch_warnings():
             # tf.lite.Interpreter warns that it moves to ai_edge_litert; it still works.
             warnings.simplefilter("ignore")
@@ -204,8 +198,6 @@ def run_exported(path, images, format=None):
     format = format or infer_format(path)
     images = np.asarray(images)
     if format == "savedmodel":
-        import tensorflow as tf
-
         loaded = tf.saved_model.load(path)
         dtype = loaded.serve.input_signature[0].dtype.as_numpy_dtype
         return np.asarray(loaded.serve(tf.constant(images.astype(dtype))), dtype=np.float32)
@@ -219,7 +211,7 @@ def run_exported(path, images, format=None):
         target = interpreter.get_output_details()[0]
         return np.asarray(interpreter.get_tensor(target["index"]), dtype=np.float32)
     if format == "onnx":
-        try:
+        try:  # optional dependency (keras-face[export])
             import onnxruntime
         except ImportError as error:
             raise ImportError(
@@ -228,5 +220,7 @@ def run_exported(path, images, format=None):
         session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
         source = session.get_inputs()[0]
         dtype = np.uint8 if source.type == "tensor(uint8)" else np.float32
-        return np.asarray(session.run(None, {source.name: images.astype(dtype)})[0], dtype=np.float32)
+        return np.asarray(
+            session.run(None, {source.name: images.astype(dtype)})[0], dtype=np.float32
+        )
     raise ValueError(f"format must be one of {list(EXPORT_FORMATS)}. Received: format={format!r}")

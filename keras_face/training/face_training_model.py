@@ -1,6 +1,9 @@
 """The training model: backbone + head, inputs `[image, label]`, output logits."""
 
 import keras
+import tensorflow as tf
+
+from keras_face.training import keras_compat
 
 
 @keras.saving.register_keras_serializable(package="keras_face")
@@ -47,9 +50,7 @@ class FaceTrainingModel(keras.Model):
                 f"Received: {len(backbone.inputs)} inputs, {len(backbone.outputs)} outputs"
             )
         image_spec = backbone.inputs[0]
-        image = keras.Input(
-            shape=tuple(image_spec.shape[1:]), dtype=image_spec.dtype, name="image"
-        )
+        image = keras.Input(shape=tuple(image_spec.shape[1:]), dtype=image_spec.dtype, name="image")
         label = keras.Input(shape=(), dtype="int32", name="label")
         embeddings = backbone(image)
         logits = head([embeddings, label])
@@ -57,6 +58,9 @@ class FaceTrainingModel(keras.Model):
         super().__init__(inputs=[image, label], outputs=logits, **kwargs)
         self.backbone = backbone
         self.head = head
+        if keras_compat.distribute_strategy_of(self) is not None:
+            # The workarounds below run under a strategy only.
+            keras_compat.check_keras_version()
 
     @property
     def embedding_model(self):
@@ -79,27 +83,25 @@ class FaceTrainingModel(keras.Model):
             metrics = [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
         super().compile(optimizer=optimizer, loss=loss, metrics=metrics, **kwargs)
 
+    # The private names of Keras and TensorFlow used below live in `keras_compat`, each
+    # pinned by a test (tests/training/test_keras_compat.py) and verified on the Keras
+    # versions of `keras_compat.VERIFIED_KERAS_VERSIONS`.
+
     def _maybe_symbolic_build(self, iterator=None, data_batch=None):
-        # Under a tf.distribute strategy, Keras (3.15) builds the metrics and the loss
-        # from the shapes of a real batch, which it first averages across replicas with
+        # Overrides Keras's hook (`keras_compat.SYMBOLIC_BUILD_HOOK`). Under a
+        # tf.distribute strategy, Keras (3.15) builds the metrics and the loss from the
+        # shapes of a real batch, which it first averages across replicas with
         # `strategy.reduce`; under MultiWorkerMirroredStrategy that reduce fails
         # ("Attempt to convert a value (PerReplica...) to a Tensor"). The shapes and
         # dtypes are known from the model's inputs: `((image, label), label)`.
-        if self._distribute_strategy is None:
+        if keras_compat.distribute_strategy_of(self) is None:
             return
         image, label = self.inputs
         with self.distribute_strategy.scope():
-            self._symbolic_build(data_batch=((image, label), label))
+            keras_compat.symbolic_build(self, data_batch=((image, label), label))
 
     def _multi_worker(self):
-        strategy = self._distribute_strategy
-        if strategy is None:
-            return False
-        import tensorflow as tf  # a distribution strategy implies the TensorFlow backend
-
-        return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and (
-            strategy.extended._in_multi_worker_mode()
-        )
+        return keras_compat.in_multi_worker_mode(keras_compat.distribute_strategy_of(self))
 
     def _as_multi_worker_logs(self, logs):
         # Keras (3.15) averages the step's logs across workers with
@@ -124,11 +126,9 @@ class FaceTrainingModel(keras.Model):
         # all-reduce), as the mean aggregation of tf.keras 2 did: every replica then holds
         # the same statistics, whose moving mean is the moving average of the global
         # batch means. Layers with `synchronized=True` already agree.
-        strategy = self._distribute_strategy
+        strategy = keras_compat.distribute_strategy_of(self)
         if strategy is None or strategy.num_replicas_in_sync == 1:
             return
-        import tensorflow as tf  # a distribution strategy implies the TensorFlow backend
-
         context = tf.distribute.get_replica_context()
         if context is None:
             return
@@ -141,7 +141,7 @@ class FaceTrainingModel(keras.Model):
 
     def _replica_local_statistics(self):
         variables = []
-        for layer in self._flatten_layers(include_self=False, recursive=True):
+        for layer in keras_compat.nested_layers(self):
             if isinstance(layer, keras.layers.BatchNormalization) and not layer.synchronized:
                 variables.extend(
                     variable

@@ -1,10 +1,12 @@
-"""Optimizers and learning-rate schedules from plain settings (the `optimizer` and `schedule` config sections).
+"""Optimizers and learning-rate schedules from plain settings (config `optimizer`, `schedule`).
 
-| name | update | weight decay | reference |
-|---|---|---|---|
-| `"sgd"` (default `weight_decay_mode="auto"` = `"l2"`) | `L2SGD`, PyTorch's SGD | L2 added to the gradient, inside momentum | arcface_torch, ArcFace paper (momentum 0.9, 5e-4) |
-| `"sgd"` with `weight_decay_mode="decoupled"` | `keras.optimizers.SGD` | `w -= lr * wd * w`, outside momentum | SGDW |
-| `"adamw"` | `keras.optimizers.AdamW` | decoupled, as `torch.optim.AdamW` | arcface_torch ViT recipes (1e-3, 0.1) |
+- `"sgd"` (default `weight_decay_mode="auto"` = `"l2"`): `L2SGD`, PyTorch's SGD; the L2
+  term is added to the gradient, inside the momentum (arcface_torch, the ArcFace paper:
+  momentum 0.9, 5e-4).
+- `"sgd"` with `weight_decay_mode="decoupled"`: `keras.optimizers.SGD`;
+  `w -= lr * wd * w`, outside the momentum (SGDW).
+- `"adamw"`: `keras.optimizers.AdamW`, decoupled as `torch.optim.AdamW` (arcface_torch
+  ViT recipes: 1e-3, 0.1).
 """
 
 import keras
@@ -117,7 +119,7 @@ def build_optimizer(
     global_clipnorm=None,
     exclude_from_weight_decay=None,
 ):
-    """Optimizer as the references train (see the module table).
+    """Optimizer as the references train (see the module docstring).
 
     Args:
         name: str. `"sgd"` or `"adamw"`. Defaults to `"sgd"`.

@@ -56,8 +56,10 @@ class SoftmaxHead(keras.layers.Layer):
 
     @staticmethod
     def _embedding_shape(input_shape):
-        if isinstance(input_shape, (list, tuple)) and input_shape and isinstance(
-            input_shape[0], (list, tuple)
+        if (
+            isinstance(input_shape, (list, tuple))
+            and input_shape
+            and isinstance(input_shape[0], (list, tuple))
         ):
             return tuple(input_shape[0])
         return tuple(input_shape)

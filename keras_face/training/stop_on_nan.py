@@ -4,9 +4,23 @@ import math
 
 import keras
 
+from keras_face.errors import KerasFaceError
 
-class TrainingDivergedError(RuntimeError):
-    """Raised when the training loss became NaN or infinite (see `StopOnNaN`)."""
+
+class TrainingDivergedError(KerasFaceError, RuntimeError):
+    """Raised when the training loss became NaN or infinite (see `StopOnNaN`).
+
+    Its message says where training stopped and what to try; the `keras-face` command
+    prints it without a traceback.
+
+    Example:
+        ```python
+        try:
+            model.fit(dataset, epochs=2, callbacks=[keras_face.training.StopOnNaN()])
+        except keras_face.training.TrainingDivergedError as error:
+            print(error)
+        ```
+    """
 
 
 ADVICE = (

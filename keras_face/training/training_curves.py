@@ -1,6 +1,7 @@
 """Training curves of a run: loss, training accuracy, learning rate, verification accuracy."""
 
 import numpy as np
+from matplotlib.figure import Figure
 
 
 def plot_training_curves(history, title="Training", figsize=(10.0, 3.2)):
@@ -23,10 +24,9 @@ def plot_training_curves(history, title="Training", figsize=(10.0, 3.2)):
         keras_face.training.plot_training_curves(history).savefig("curves.png")
         ```
     """
-    from matplotlib.figure import Figure
-
     verification = sorted(
-        key for key in history
+        key
+        for key in history
         if key.endswith("_accuracy") and key != "accuracy" and not key.startswith("val_")
     )
     panels = [

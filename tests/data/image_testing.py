@@ -12,7 +12,9 @@ def make_images(count, height=16, width=20, seed=0):
     ys, xs = np.mgrid[0:height, 0:width]
     images = []
     for index in range(count):
-        base = np.stack([(xs * 7 + index * 11) % 256, (ys * 5 + index * 3) % 256, (xs + ys + index) % 256], -1)
+        base = np.stack(
+            [(xs * 7 + index * 11) % 256, (ys * 5 + index * 3) % 256, (xs + ys + index) % 256], -1
+        )
         noise = rng.integers(0, 40, (height, width, 3))
         images.append(((base + noise) % 256).astype(np.uint8))
     return np.stack(images)

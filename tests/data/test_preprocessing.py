@@ -14,14 +14,22 @@ def test_modes_match_their_formulas():
     arcface = data.preprocess(pixels, mode="arcface")
     insightface = data.preprocess(pixels, mode="insightface")
     assert isinstance(arcface, np.ndarray) and arcface.dtype == np.float32
-    np.testing.assert_allclose(arcface, [-0.99609375, -0.98828125, -0.00390625, 0.00390625, 0.98828125, 0.99609375])
-    np.testing.assert_allclose(insightface, [-1.0, -0.9921568627, -0.0039215686, 0.0039215686, 0.9921568627, 1.0], rtol=1e-6)
+    np.testing.assert_allclose(
+        arcface, [-0.99609375, -0.98828125, -0.00390625, 0.00390625, 0.98828125, 0.99609375]
+    )
+    np.testing.assert_allclose(
+        insightface,
+        [-1.0, -0.9921568627, -0.0039215686, 0.0039215686, 0.9921568627, 1.0],
+        rtol=1e-6,
+    )
     tensor = data.preprocess(tf.constant(pixels), mode="insightface")
     assert isinstance(tensor, tf.Tensor) and tensor.dtype == tf.float32
     np.testing.assert_allclose(tensor.numpy(), insightface)
     batch = np.random.default_rng(0).integers(0, 256, (3, 4, 5, 3)).astype(np.uint8)
     for mode in ("arcface", "insightface"):
-        np.testing.assert_allclose(fused_preprocess_function(mode)(batch).numpy(), data.preprocess(batch, mode), atol=1e-6)
+        np.testing.assert_allclose(
+            fused_preprocess_function(mode)(batch).numpy(), data.preprocess(batch, mode), atol=1e-6
+        )
     with pytest.raises(ValueError, match=r"Received: mode='caffe'"):
         data.preprocess(pixels, mode="caffe")
 

@@ -8,7 +8,7 @@ import pytest
 tf = pytest.importorskip("tensorflow")
 
 from keras_face import data  # noqa: E402
-from tests.data.image_testing import decode_with_tensorflow  # noqa: E402
+from keras_face.data.image_codec import decode_image  # noqa: E402
 from tests.data.image_testing import encode  # noqa: E402
 from tests.data.image_testing import make_images  # noqa: E402
 
@@ -18,7 +18,7 @@ MAGIC = struct.pack("<I", data.RECORDIO_MAGIC)
 
 
 def frames_of(raw):
-    """Parses a .rec byte string into (offset, cflag, payload) frames, independently of the reader."""
+    """Parses a .rec byte string into (offset, cflag, payload) frames, without the reader."""
     frames, offset = [], 0
     while offset < len(raw):
         magic, lrec = struct.unpack_from("<II", raw, offset)
@@ -29,9 +29,9 @@ def frames_of(raw):
     return frames
 
 
-def read_all(dataset):
+def read_all(faces):
     images, labels = [], []
-    for image, label in dataset.as_numpy_iterator():
+    for image, label in faces.dataset.as_numpy_iterator():
         images.append(image)
         labels.append(int(label))
     return images, labels
@@ -90,20 +90,28 @@ def test_records_with_magic_word_are_split_and_rebuilt(tmp_path):
 def test_image_folder_to_recordio_round_trip(tmp_path):
     images = make_images(12, seed=1)
     labels = np.array([0, 0, 0, 1, 1, 2, 2, 2, 2, 3, 4, 4])
-    paths = data.write_image_folder(tmp_path / "faces", images, labels, image_format="png", progress=False)
+    paths = data.write_image_folder(
+        tmp_path / "faces", images, labels, image_format="png", progress=False
+    )
     # One identity stored as JPEG: packed byte for byte, so it decodes like the file.
     jpeg_path = os.path.join(str(tmp_path / "faces"), "00003", "extra.jpg")
     with open(jpeg_path, "wb") as file:
         file.write(encode(images[0], "JPEG"))
 
-    summary = data.pack_image_folder(tmp_path / "faces", tmp_path / "pack" / "train.rec", progress=False)
-    assert summary["num_images"] == 13 and summary["num_classes"] == 5 and summary["num_skipped"] == 0
+    summary = data.pack_image_folder(
+        tmp_path / "faces", tmp_path / "pack" / "train.rec", progress=False
+    )
+    assert (
+        summary["num_images"] == 13 and summary["num_classes"] == 5 and summary["num_skipped"] == 0
+    )
     assert open(str(tmp_path / "pack" / "property")).read() == "5,16,20"
 
     pack = data.RecordIOImagePack(tmp_path / "pack" / "train.rec")
     assert pack.layout == "insightface" and pack.num_classes == 5
     np.testing.assert_array_equal(pack.keys, np.arange(1, 14))
-    np.testing.assert_array_equal(pack.identity_ranges, [[1, 4], [4, 6], [6, 10], [10, 12], [12, 14]])
+    np.testing.assert_array_equal(
+        pack.identity_ranges, [[1, 4], [4, 6], [6, 10], [10, 12], [12, 14]]
+    )
     assert pack.read_image(10) == open(jpeg_path, "rb").read()
 
     dataset = data.read_recordio(tmp_path / "pack" / "train.rec", shuffle=False)
@@ -113,7 +121,8 @@ def test_image_folder_to_recordio_round_trip(tmp_path):
     assert got_labels == expected_labels.tolist()
     for image, path in zip(got_images, expected_paths):
         assert image.dtype == np.uint8
-        np.testing.assert_array_equal(image, decode_with_tensorflow(open(path, "rb").read()))
+        # Decoded like Pillow (libjpeg's accurate IDCT, the reader's default jpeg_dct_method).
+        np.testing.assert_array_equal(image, decode_image(open(path, "rb").read()))
     for path, image in zip(paths, images):  # PNG: exactly the original pixels
         np.testing.assert_array_equal(got_images[expected_paths.index(path)], image)
     assert dataset.stats.skipped == 0 and dataset.stats.delivered == 13
@@ -134,9 +143,16 @@ def test_plain_im2rec_layout_and_label_arrays(tmp_path):
     np.testing.assert_array_equal(np.stack(got_images), images)
 
     # write_recordio's plain layout reads back the same way.
-    data.write_recordio(tmp_path / "w" / "plain.rec", zip(images, [3, 1, 3, 0, 2, 1]), layout="plain",
-                        image_format="png", progress=False)
-    got_images, got_labels = read_all(data.read_recordio(tmp_path / "w" / "plain.rec", shuffle=False))
+    data.write_recordio(
+        tmp_path / "w" / "plain.rec",
+        zip(images, [3, 1, 3, 0, 2, 1]),
+        layout="plain",
+        image_format="png",
+        progress=False,
+    )
+    got_images, got_labels = read_all(
+        data.read_recordio(tmp_path / "w" / "plain.rec", shuffle=False)
+    )
     assert got_labels == [3, 1, 3, 0, 2, 1]
     np.testing.assert_array_equal(np.stack(got_images), images)
     with pytest.raises(data.RecordIOError, match="layout='insightface'"):
@@ -151,7 +167,9 @@ def test_image_record_split_by_magic_word_reads_back(tmp_path):
     padding = (-(24 + len(png))) % 4
     payload = png + b"\0" * padding + MAGIC + b"end!"
     path = str(tmp_path / "split.rec")
-    data.write_recordio(path, [(payload, 0), (encode(image[::-1]), 1)], image_format="png", progress=False)
+    data.write_recordio(
+        path, [(payload, 0), (encode(image[::-1]), 1)], image_format="png", progress=False
+    )
     reader = data.RecordIOReader(path)
     assert reader.cflags.tolist().count(1) == 1  # the first image record is multi-part
     got_images, got_labels = read_all(data.read_recordio(path, shuffle=False))
@@ -171,17 +189,28 @@ def test_structural_errors_name_file_and_offset(tmp_path):
     truncated = str(tmp_path / "truncated.rec")
     open(truncated, "wb").write(raw[: offsets[4] + 20])
     open(str(tmp_path / "truncated.idx"), "w").write(open(str(tmp_path / "train.idx")).read())
-    with pytest.raises(data.RecordIOError, match=rf"truncated\.idx: key 5 points to offset {offsets[5]}, past the end of .*truncated\.rec \({offsets[4] + 20} bytes\): the \.rec is truncated"):
+    with pytest.raises(
+        data.RecordIOError,
+        match=rf"truncated\.idx: key 5 points to offset {offsets[5]}, past the end of "
+        rf".*truncated\.rec \({offsets[4] + 20} bytes\): the \.rec is truncated",
+    ):
         data.read_recordio(truncated)
     # Cut inside the last record itself (plain layout: the last record is an image).
     plain = str(tmp_path / "plain.rec")
-    data.write_recordio(plain, zip(images, [0, 0, 1, 1]), layout="plain", image_format="png", progress=False)
+    data.write_recordio(
+        plain, zip(images, [0, 0, 1, 1]), layout="plain", image_format="png", progress=False
+    )
     plain_raw = open(plain, "rb").read()
     last = data.RecordIOReader(plain).offsets[-1]
     open(plain, "wb").write(plain_raw[: last + 30])
-    with pytest.raises(data.RecordIOError, match=rf"plain\.rec is truncated: the record at offset {last} \(key 3\) needs \d+ bytes"):
+    with pytest.raises(
+        data.RecordIOError,
+        match=rf"plain\.rec is truncated: the record at offset {last} \(key 3\) needs \d+ bytes",
+    ):
         data.read_recordio(plain)
-    with pytest.raises(data.RecordIOError, match=rf"plain\.rec is truncated: the frame at offset {last}"):
+    with pytest.raises(
+        data.RecordIOError, match=rf"plain\.rec is truncated: the frame at offset {last}"
+    ):
         data.RecordIOReader(plain, index_path=None)
 
     corrupt = bytearray(raw)
@@ -189,7 +218,9 @@ def test_structural_errors_name_file_and_offset(tmp_path):
     bad_magic = str(tmp_path / "magic.rec")
     open(bad_magic, "wb").write(bytes(corrupt))
     open(str(tmp_path / "magic.idx"), "w").write(open(str(tmp_path / "train.idx")).read())
-    with pytest.raises(data.RecordIOError, match=rf"magic\.rec: wrong magic word 0x04030201 at offset {offsets[2]}"):
+    with pytest.raises(
+        data.RecordIOError, match=rf"magic\.rec: wrong magic word 0x04030201 at offset {offsets[2]}"
+    ):
         data.read_recordio(bad_magic)
     with pytest.raises(data.RecordIOError, match=rf"wrong magic word .* at offset {offsets[2]}"):
         data.RecordIOReader(bad_magic, index_path=None)  # scanning finds it too
@@ -197,7 +228,10 @@ def test_structural_errors_name_file_and_offset(tmp_path):
     far = str(tmp_path / "far.rec")
     open(far, "wb").write(raw)
     open(str(tmp_path / "far.idx"), "w").write(f"0\t{offsets[0]}\n1\t{len(raw) + 100}\n")
-    with pytest.raises(data.RecordIOError, match=rf"far\.idx: key 1 points to offset {len(raw) + 100}, past the end"):
+    with pytest.raises(
+        data.RecordIOError,
+        match=rf"far\.idx: key 1 points to offset {len(raw) + 100}, past the end",
+    ):
         data.read_recordio(far)
 
 
@@ -206,7 +240,9 @@ def test_non_integer_label_is_an_error_naming_the_key(tmp_path):
     with data.RecordIOWriter(path) as writer:
         for key, label in enumerate([0.0, 1.0, 2.5]):
             writer.write(data.pack_header((0, label, key, 0), encode(make_images(1)[0])), key=key)
-    with pytest.raises(ValueError, match=r"key 2\) has label 2\.5, which is not an integer class id"):
+    with pytest.raises(
+        ValueError, match=r"key 2\) has label 2\.5, which is not an integer class id"
+    ):
         data.read_recordio(path)
     with pytest.raises(ValueError, match="contiguous"):
         data.write_recordio(tmp_path / "x.rec", zip(make_images(3), [0, 1, 0]), progress=False)
@@ -236,7 +272,7 @@ def test_corrupt_images_are_skipped_counted_and_strict_raises(tmp_path, caplog):
 
     # Batched, shuffled, repeated: counts stay exact per pass.
     batched = data.read_recordio(path, batch_size=8, seed=3, repeat=True, drop_remainder=True)
-    labels_seen = [batch_labels for _, batch_labels in batched.take(8).as_numpy_iterator()]
+    labels_seen = [batch_labels for _, batch_labels in batched.dataset.take(8).as_numpy_iterator()]
     assert all(len(batch) == 8 for batch in labels_seen)
     assert batched.stats.passes_completed >= 1 and batched.stats.last_pass_skipped == 2
 
@@ -246,7 +282,10 @@ def test_corrupt_images_are_skipped_counted_and_strict_raises(tmp_path, caplog):
     assert logs["skipped_images"] == 2
 
     strict = data.read_recordio(path, shuffle=False, strict=True)
-    with pytest.raises(tf.errors.InvalidArgumentError, match=r"Undecodable image in .*bad\.rec at key 8 \(record offset"):
+    with pytest.raises(
+        tf.errors.InvalidArgumentError,
+        match=r"Undecodable image in .*bad\.rec at key 8 \(record offset",
+    ):
         read_all(strict)
 
 
@@ -261,20 +300,25 @@ def test_shuffle_shards_flip_and_preprocessing(tmp_path):
 
     def ids(dataset):
         # Identify each image by its pixels (labels repeat).
-        return [int(np.flatnonzero((images == image).all(axis=(1, 2, 3)))[0]) for image, _ in dataset.as_numpy_iterator()]
+        return [
+            int(np.flatnonzero((images == image).all(axis=(1, 2, 3)))[0])
+            for image, _ in dataset.dataset.as_numpy_iterator()
+        ]
 
     first = data.read_recordio(path, seed=7)
     order_a, order_b = ids(first), ids(first)
     assert sorted(order_a) == list(range(30)) and order_a != order_b  # reshuffled each pass
     assert ids(data.read_recordio(path, seed=7)) == order_a  # reproducible from the seed
 
-    shards = [ids(data.read_recordio(path, num_shards=3, shard_index=i, shuffle=False)) for i in range(3)]
+    shards = [
+        ids(data.read_recordio(path, num_shards=3, shard_index=i, shuffle=False)) for i in range(3)
+    ]
     assert shards == [list(range(i, 30, 3)) for i in range(3)]
     with pytest.raises(ValueError, match="shard_index"):
         data.read_recordio(path, num_shards=2, shard_index=2)
 
     flipped = data.read_recordio(path, shuffle=False, flip=True, seed=1)
-    first_pass = [image for image, _ in flipped.as_numpy_iterator()]
+    first_pass = [image for image, _ in flipped.dataset.as_numpy_iterator()]
     mirrored = 0
     for image, original in zip(first_pass, images):
         if np.array_equal(image, original[:, ::-1]):
@@ -283,31 +327,53 @@ def test_shuffle_shards_flip_and_preprocessing(tmp_path):
             np.testing.assert_array_equal(image, original)
     assert 5 <= mirrored <= 25
     # Reproducible from the seed, and a new coin per image in every pass.
-    again = [image for image, _ in data.read_recordio(path, shuffle=False, flip=True, seed=1).as_numpy_iterator()]
+    again = [
+        image
+        for image, _ in data.read_recordio(
+            path, shuffle=False, flip=True, seed=1
+        ).dataset.as_numpy_iterator()
+    ]
     np.testing.assert_array_equal(np.stack(again), np.stack(first_pass))
-    second_pass = [image for image, _ in flipped.as_numpy_iterator()]
+    second_pass = [image for image, _ in flipped.dataset.as_numpy_iterator()]
     assert not np.array_equal(np.stack(second_pass), np.stack(first_pass))
 
     batches = list(
-        data.read_recordio(path, batch_size=8, shuffle=False, preprocessing="arcface").as_numpy_iterator()
+        data.read_recordio(
+            path, batch_size=8, shuffle=False, preprocessing="arcface"
+        ).dataset.as_numpy_iterator()
     )
     assert [len(batch_labels) for _, batch_labels in batches] == [8, 8, 8, 6]
     assert batches[0][0].dtype == np.float32 and batches[0][1].dtype == np.int32
-    np.testing.assert_allclose(batches[0][0], (images[:8].astype(np.float32) - 127.5) / 128.0, atol=1e-6)
-    insight = next(data.read_recordio(path, batch_size=4, shuffle=False, preprocessing="insightface").as_numpy_iterator())
-    np.testing.assert_allclose(insight[0], (images[:4].astype(np.float32) - 127.5) / 127.5, atol=1e-6)
+    np.testing.assert_allclose(
+        batches[0][0], (images[:8].astype(np.float32) - 127.5) / 128.0, atol=1e-6
+    )
+    insight = next(
+        data.read_recordio(
+            path, batch_size=4, shuffle=False, preprocessing="insightface"
+        ).dataset.as_numpy_iterator()
+    )
+    np.testing.assert_allclose(
+        insight[0], (images[:4].astype(np.float32) - 127.5) / 127.5, atol=1e-6
+    )
 
-    resized = next(data.read_recordio(path, batch_size=2, shuffle=False, image_size=8).as_numpy_iterator())
+    resized = next(
+        data.read_recordio(
+            path, batch_size=2, shuffle=False, image_size=8
+        ).dataset.as_numpy_iterator()
+    )
     assert resized[0].shape == (2, 8, 8, 3) and resized[0].dtype == np.uint8
 
     def brighten(batch):
         return tf.cast(batch, tf.float32) + 1.0
 
     augmented = next(
-        data.read_recordio(path, batch_size=3, shuffle=False, augmentation=brighten, preprocessing="arcface")
-        .as_numpy_iterator()
+        data.read_recordio(
+            path, batch_size=3, shuffle=False, augmentation=brighten, preprocessing="arcface"
+        ).dataset.as_numpy_iterator()
     )
-    np.testing.assert_allclose(augmented[0], (images[:3].astype(np.float32) + 1.0 - 127.5) / 128.0, atol=1e-5)
+    np.testing.assert_allclose(
+        augmented[0], (images[:3].astype(np.float32) + 1.0 - 127.5) / 128.0, atol=1e-5
+    )
 
 
 def test_pack_image_folder_skips_and_reports_undecodable_files(tmp_path, caplog):
@@ -322,9 +388,64 @@ def test_pack_image_folder_skips_and_reports_undecodable_files(tmp_path, caplog)
     _, labels = read_all(data.read_recordio(tmp_path / "out.rec", shuffle=False))
     assert labels == [0, 0, 1, 1, 2, 2]
     with pytest.raises(ValueError, match="broken.png"):
-        data.pack_image_folder(tmp_path / "faces", tmp_path / "strict.rec", strict=True, progress=False)
+        data.pack_image_folder(
+            tmp_path / "faces", tmp_path / "strict.rec", strict=True, progress=False
+        )
 
-    summary = data.pack_image_folder(tmp_path / "faces", tmp_path / "small.rec", image_size=8, progress=False)
+    summary = data.pack_image_folder(
+        tmp_path / "faces", tmp_path / "small.rec", image_size=8, progress=False
+    )
     small, _ = read_all(data.read_recordio(tmp_path / "small.rec", shuffle=False))
     assert summary["image_shape"] == (8, 8) and all(image.shape == (8, 8, 3) for image in small)
 
+
+def write_rec_builder_pack(directory, images, labels):
+    """A pack as insightface's python-package `RecBuilder` writes it.
+
+    Images at keys 0..N-1 (plain layout), each header's id its key, and a two-line
+    `property`: `"num_classes,112,112\\n"` then the image count (`widx`) on a line of its own.
+    """
+    directory.mkdir()
+    path = str(directory / "train.rec")
+    with data.RecordIOWriter(path) as writer:
+        for key, (image, label) in enumerate(zip(images, labels)):
+            writer.write(
+                data.pack_header(data.IRHeader(0, float(label), key, 0), encode(image)), key=key
+            )
+    height, width = images.shape[1:3]
+    with open(directory / "property", "w") as file:
+        file.write("%d,%d,%d\n" % (max(labels) + 1, height, width))
+        file.write("%d\n" % len(images))
+    return path
+
+
+def test_two_line_property_of_insightface_rec_builder(tmp_path):
+    images = make_images(5, seed=4)
+    labels = [0, 0, 1, 2, 2]
+    path = write_rec_builder_pack(tmp_path / "pack", images, labels)
+    assert open(tmp_path / "pack" / "property").read() == "3,16,20\n5\n"
+    pack = data.RecordIOImagePack(path)
+    assert (pack.layout, pack.num_classes, pack.num_images) == ("plain", 3, 5)
+    assert pack.image_shape == (16, 20)
+    faces = data.read_recordio(path, shuffle=False)
+    assert (faces.num_classes, faces.num_images) == (3, 5)
+    got_images, got_labels = read_all(faces)
+    assert got_labels == labels
+    np.testing.assert_array_equal(np.stack(got_images), images)
+
+
+def test_property_image_count_must_match_the_pack(tmp_path):
+    images = make_images(5, seed=4)
+    path = write_rec_builder_pack(tmp_path / "pack", images, [0, 0, 1, 2, 2])
+    property_path = str(tmp_path / "pack" / "property")
+    with open(property_path, "w") as file:
+        file.write("3,16,20\n7\n")
+    with pytest.raises(ValueError) as error:
+        data.RecordIOImagePack(path)
+    message = str(error.value)
+    assert property_path in message and "declares 7 images" in message and "holds 5" in message
+    for text in ("3,16,20\n5\n9\n", "3,16,20\nfive\n", "3,16\n5\n", "3,16,20\n-1\n"):
+        with open(property_path, "w") as file:
+            file.write(text)
+        with pytest.raises(ValueError, match="expected `num_classes,height,width`"):
+            data.RecordIOImagePack(path)

@@ -4,19 +4,30 @@ import numpy as np
 import pytest
 
 from keras_face.data.synthetic import SyntheticFaces
+from keras_face.data.synthetic import appearance
+from keras_face.data.synthetic import degradation
 from keras_face.data.synthetic import render_faces
+from keras_face.data.synthetic import renderer
 from keras_face.data.synthetic import sample_quality
 from keras_face.data.synthetic import synthetic_faces
 from keras_face.data.synthetic import synthetic_pairs
 
 TEMPLATE = np.array(
-    [[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366], [41.5493, 92.3655], [70.7299, 92.2041]]
+    [
+        [38.2946, 51.6963],
+        [73.5318, 51.5014],
+        [56.0252, 71.7366],
+        [41.5493, 92.3655],
+        [70.7299, 92.2041],
+    ]
 )
 
 
 def laplacian_variance(image):
     grey = image.astype(np.float64).mean(axis=-1)
-    laplacian = grey[:-2, 1:-1] + grey[2:, 1:-1] + grey[1:-1, :-2] + grey[1:-1, 2:] - 4.0 * grey[1:-1, 1:-1]
+    laplacian = (
+        grey[:-2, 1:-1] + grey[2:, 1:-1] + grey[1:-1, :-2] + grey[1:-1, 2:] - 4.0 * grey[1:-1, 1:-1]
+    )
     return float(laplacian.var())
 
 
@@ -129,7 +140,9 @@ def test_other_image_sizes():
     small = synthetic_faces(2, 2, seed=3, image_size=64, quality="uniform")
     assert small.images.shape == (4, 64, 64, 3)
     reference = synthetic_faces(2, 2, seed=3, quality="uniform")
-    np.testing.assert_allclose(small.landmarks, (reference.landmarks + 0.5) * 64 / 112 - 0.5, atol=1e-3)
+    np.testing.assert_allclose(
+        small.landmarks, (reference.landmarks + 0.5) * 64 / 112 - 0.5, atol=1e-3
+    )
     rectangular = synthetic_faces(1, 2, seed=3, image_size=(96, 80))
     assert rectangular.images.shape == (2, 96, 80, 3)
     with pytest.raises(ValueError, match="image_size=8"):
@@ -152,12 +165,35 @@ def test_identities_are_distinguishable_but_vary():
 
 def test_render_faces_matches_synthetic_faces(faces):
     index = np.array([3, 17])
-    identity = {name: value[faces.labels[index]] for name, value in faces.identity_parameters.items()}
+    identity = {
+        name: value[faces.labels[index]] for name, value in faces.identity_parameters.items()
+    }
     nuisance = {name: value[index] for name, value in faces.image_parameters.items()}
     seeds = faces.noise_seeds()
-    images, landmarks = render_faces(identity, nuisance, faces.quality[index], 112, [seeds[i] for i in index])
+    images, landmarks = render_faces(
+        identity, nuisance, faces.quality[index], 112, [seeds[i] for i in index]
+    )
     np.testing.assert_array_equal(images, faces.images[index])
     np.testing.assert_array_equal(landmarks, faces.landmarks[index])
+
+
+def test_rasterise_then_degrade_is_render_faces(faces):
+    # The package's seams: parameters (appearance) -> clean image (renderer) -> capture
+    # (degradation) compose to exactly what `render_faces` returns.
+    index = np.array([0, 9, 22])
+    identity = faces.image_identity_parameters()
+    identity = {name: value[index] for name, value in identity.items()}
+    nuisance = {name: value[index] for name, value in faces.image_parameters.items()}
+    clean, landmarks = renderer.rasterise(identity, nuisance, 112, 112)
+    assert clean.shape == (3, 3, 112, 112) and clean.dtype == np.float32
+    assert 0.0 <= clean.min() and clean.max() <= 255.0
+    seeds = faces.noise_seeds()
+    images = degradation.degrade(clean, faces.quality[index], [seeds[i] for i in index], True)
+    np.testing.assert_array_equal(images, faces.images[index])
+    np.testing.assert_array_equal(landmarks, faces.landmarks[index])
+    # Identity parameters come from the stream [seed, identity, 0] alone.
+    again = appearance.sample_identity_parameters([2, 0], seed=7)
+    np.testing.assert_array_equal(again["face_rx"], faces.identity_parameters["face_rx"][[2, 0]])
 
 
 def test_pairs_structure(faces):
@@ -204,10 +240,15 @@ def test_writes_real_formats(tmp_path, faces):
     data = pytest.importorskip("keras_face.data")
     subset = faces.with_quality(faces.quality[:10], indices=np.arange(10))
     paths = subset.to_folder(tmp_path / "folder", progress=False)
-    assert len(paths) == 10 and sorted({p.split("/")[-2] for p in map(str, paths)}) == ["00000", "00001"]
+    assert len(paths) == 10 and sorted({p.split("/")[-2] for p in map(str, paths)}) == [
+        "00000",
+        "00001",
+    ]
     info = subset.to_recordio(tmp_path / "rec" / "train.rec", progress=False)
     assert info["num_images"] == 10 and info["num_classes"] == 2
-    records = list(data.read_recordio(str(tmp_path / "rec" / "train.rec")).as_numpy_iterator())
+    read = data.read_recordio(str(tmp_path / "rec" / "train.rec"))
+    assert read.num_images == 10 and read.num_classes == 2
+    records = list(read.dataset.as_numpy_iterator())
     assert len(records) == 10
     assert sorted(int(label) for _, label in records) == sorted(subset.labels.tolist())
     subset.to_bin(tmp_path / "pairs.bin", 10, seed=1, image_format="png", progress=False)

@@ -54,8 +54,11 @@ CHROMIUM_ARGUMENTS = (
 def find_chromium():
     """Paths of the Chromium binary and of chromedriver, or `None` for a missing one."""
     browser = next(
-        (shutil.which(name) for name in ("chromium", "chromium-browser", "google-chrome")
-         if shutil.which(name)),
+        (
+            shutil.which(name)
+            for name in ("chromium", "chromium-browser", "google-chrome")
+            if shutil.which(name)
+        ),
         None,
     )
     return browser, shutil.which("chromedriver")
@@ -153,7 +156,8 @@ def check_page(driver, base_url, path, expected_heading, expected_parameters):
         failures.append(f"{where}: the first heading has no height")
 
     rendered = [
-        math for math in page["maths"]
+        math
+        for math in page["maths"]
         if "math" in math["display"] and math["box"]["width"] > 0 and math["box"]["height"] > 0
     ]
     if not page["maths"]:
@@ -164,7 +168,8 @@ def check_page(driver, base_url, path, expected_heading, expected_parameters):
             f"{page['maths'][:3]}"
         )
     lowered = [
-        sub for sub in page["subscripts"]
+        sub
+        for sub in page["subscripts"]
         if sub["script"]["bottom"] > sub["base"]["bottom"] and sub["base"]["height"] > 0
     ]
     if page["subscripts"] and not lowered:
@@ -172,7 +177,8 @@ def check_page(driver, base_url, path, expected_heading, expected_parameters):
 
     if expected_parameters is not None:
         tables = [
-            table for table in page["tables"]
+            table
+            for table in page["tables"]
             if all(name in table["firstColumn"] for name in expected_parameters)
         ]
         if not tables:

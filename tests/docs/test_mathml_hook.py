@@ -86,11 +86,14 @@ class _File:
 
 def test_notebook_links_point_at_the_built_pages(caplog):
     notebook = _File("tutorials/01_margin_heads.ipynb", "tutorials/01_margin_heads/")
-    files = _Files({
-        "tutorials/02_decision_boundaries.ipynb": _File(
-            "tutorials/02_decision_boundaries.ipynb", "tutorials/02_decision_boundaries/"),
-        "training.md": _File("training.md", "training/"),
-    })
+    files = _Files(
+        {
+            "tutorials/02_decision_boundaries.ipynb": _File(
+                "tutorials/02_decision_boundaries.ipynb", "tutorials/02_decision_boundaries/"
+            ),
+            "training.md": _File("training.md", "training/"),
+        }
+    )
     page = types.SimpleNamespace(file=notebook)
     content = (
         '<div class="jp-RenderedHTMLCommon jp-RenderedMarkdown"><p>'

@@ -69,7 +69,8 @@ def _public_names(module):
     if hasattr(module, "__all__"):
         return list(module.__all__)
     return [
-        name for name, value in vars(module).items()
+        name
+        for name, value in vars(module).items()
         if not name.startswith("_") and not isinstance(value, types.ModuleType)
     ]
 
@@ -85,7 +86,8 @@ def test_api_reference_documents_every_public_symbol(built_site, package):
         anchors.update(re.findall(r'id="(keras_face\.[\w.]+)"', page.read_text(encoding="utf-8")))
     prefix = f"keras_face.{package}."
     missing = [
-        name for name in _public_names(module)
+        name
+        for name in _public_names(module)
         if prefix + name not in anchors
         # Documented at its defining path (e.g. a function named like its module).
         and not any(anchor.startswith(prefix) and anchor.endswith("." + name) for anchor in anchors)

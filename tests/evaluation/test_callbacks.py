@@ -29,13 +29,22 @@ def data():
 def build_models(seed=0):
     inputs = keras.Input((SIZE, SIZE, 3))
     x = keras.layers.Rescaling(1.0 / 255)(inputs)
-    x = keras.layers.Conv2D(4, 3, strides=2, kernel_initializer=keras.initializers.GlorotUniform(seed))(x)
+    x = keras.layers.Conv2D(
+        4, 3, strides=2, kernel_initializer=keras.initializers.GlorotUniform(seed)
+    )(x)
     x = keras.layers.Flatten()(x)
-    embeddings = keras.layers.Dense(8, kernel_initializer=keras.initializers.GlorotUniform(seed + 1), name="embedding")(x)
+    embeddings = keras.layers.Dense(
+        8, kernel_initializer=keras.initializers.GlorotUniform(seed + 1), name="embedding"
+    )(x)
     backbone = keras.Model(inputs, embeddings, name="backbone")
-    logits = keras.layers.Dense(8, kernel_initializer=keras.initializers.GlorotUniform(seed + 2))(backbone.output)
+    logits = keras.layers.Dense(8, kernel_initializer=keras.initializers.GlorotUniform(seed + 2))(
+        backbone.output
+    )
     training_model = keras.Model(backbone.input, logits)
-    training_model.compile(optimizer=keras.optimizers.SGD(0.01), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    training_model.compile(
+        optimizer=keras.optimizers.SGD(0.01),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
     return backbone, training_model
 
 
@@ -68,7 +77,9 @@ def test_logs_history_csv_and_saves_best(data, tmp_path):
     assert 0.3 < expected["accuracy"] <= 1.0
     with open(csv_path) as file:
         rows = list(csv.DictReader(file))
-    assert len(rows) == 2 and float(rows[1]["synthetic_accuracy"]) == pytest.approx(expected["accuracy"])
+    assert len(rows) == 2 and float(rows[1]["synthetic_accuracy"]) == pytest.approx(
+        expected["accuracy"]
+    )
     # The best embedding model was saved and reloads without custom objects.
     assert callback.best_epoch in (0, 1)
     restored = keras.saving.load_model(best_path)
@@ -85,8 +96,20 @@ def test_every_n_epochs_bin_source_and_default_model(data, tmp_path):
     backbone, training_model = build_models(seed=3)
     # Without embedding_model, the callback uses the model's `backbone` attribute.
     training_model.backbone = backbone
-    callback = VerificationCallback({"pairs": path, "memory": (pair_images, issame)}, every_n_epochs=2, monitor="memory", verbose=0)
-    history = training_model.fit(train.images.astype("float32"), train.labels, epochs=2, batch_size=16, verbose=0, callbacks=[callback])
+    callback = VerificationCallback(
+        {"pairs": path, "memory": (pair_images, issame)},
+        every_n_epochs=2,
+        monitor="memory",
+        verbose=0,
+    )
+    history = training_model.fit(
+        train.images.astype("float32"),
+        train.labels,
+        epochs=2,
+        batch_size=16,
+        verbose=0,
+        callbacks=[callback],
+    )
     assert math.isnan(history.history["pairs_accuracy"][0])
     assert not math.isnan(history.history["pairs_accuracy"][1])
     # PNG round trip is lossless: both sources give the same numbers.

@@ -48,7 +48,9 @@ def write_meta(folder, target="ijbc", landmarks=None, scores=None, shuffle_names
         names = names[::-1]
     with open(meta / f"{target}_name_5pts_score.txt", "w") as file:
         for name, points, score in zip(names, landmarks, scores):
-            file.write(name + " " + " ".join(f"{value:.4f}" for value in points) + f" {score:.6f}\n")
+            file.write(
+                name + " " + " ".join(f"{value:.4f}" for value in points) + f" {score:.6f}\n"
+            )
     return landmarks, scores
 
 
@@ -76,7 +78,10 @@ def reference_template_features(features, templates, medias):
 def reference_scores(template_features, unique_templates, first, second):
     lookup = {int(template): row for row, template in enumerate(unique_templates)}
     return np.array(
-        [np.sum(template_features[lookup[a]] * template_features[lookup[b]]) for a, b in zip(first, second)]
+        [
+            np.sum(template_features[lookup[a]] * template_features[lookup[b]])
+            for a, b in zip(first, second)
+        ]
     )
 
 
@@ -123,8 +128,14 @@ def test_template_features_match_insightface_loop(dtype):
     row = list(unique).index(7)
     np.testing.assert_allclose(ours[row], features[2] / np.linalg.norm(features[2]), rtol=1e-6)
     # Template 3: mean of frames 0, 1, 5 + photo 3 + mean of frames 7, 8.
-    expected = features[[0, 1, 5]].astype(float).mean(0) + features[3] + features[[7, 8]].astype(float).mean(0)
-    np.testing.assert_allclose(ours[list(unique).index(3)], expected / np.linalg.norm(expected), rtol=1e-5)
+    expected = (
+        features[[0, 1, 5]].astype(float).mean(0)
+        + features[3]
+        + features[[7, 8]].astype(float).mean(0)
+    )
+    np.testing.assert_allclose(
+        ours[list(unique).index(3)], expected / np.linalg.norm(expected), rtol=1e-5
+    )
 
 
 def test_template_scores_and_unknown_template():
@@ -140,13 +151,19 @@ def test_template_scores_and_unknown_template():
         template_pair_scores(features, unique, first, np.array([7, 5, 5, 8, 3]))
 
 
-@pytest.mark.parametrize("use_norm_score, use_detector_score", [(True, True), (False, False), (True, False)])
+@pytest.mark.parametrize(
+    "use_norm_score, use_detector_score", [(True, True), (False, False), (True, False)]
+)
 def test_evaluate_matches_reference_pipeline(tmp_path, use_norm_score, use_detector_score):
     write_meta(tmp_path)
     meta = read_ijb_meta(tmp_path)
     rng = np.random.default_rng(3)
-    features = rng.normal(size=(len(IMAGES), 12)).astype(np.float32) * rng.uniform(0.5, 3.0, (len(IMAGES), 1)).astype(np.float32)
-    result = evaluate_ijb(features, meta, use_norm_score=use_norm_score, use_detector_score=use_detector_score)
+    features = rng.normal(size=(len(IMAGES), 12)).astype(np.float32) * rng.uniform(
+        0.5, 3.0, (len(IMAGES), 1)
+    ).astype(np.float32)
+    result = evaluate_ijb(
+        features, meta, use_norm_score=use_norm_score, use_detector_score=use_detector_score
+    )
 
     weighted = features
     if not use_norm_score:
@@ -188,7 +205,11 @@ def test_image_features_from_loose_crops(tmp_path):
     assert meta.image_dir == str(tmp_path / "loose_crop")
 
     def model(batch):  # a fixed "embedding": mean colour of 4 vertical bands (flip-sensitive)
-        return batch.reshape(batch.shape[0], 112, 4, 28, 3).mean(axis=(1, 3)).reshape(batch.shape[0], -1)
+        return (
+            batch.reshape(batch.shape[0], 112, 4, 28, 3)
+            .mean(axis=(1, 3))
+            .reshape(batch.shape[0], -1)
+        )
 
     features = ijb_image_features(model, meta, batch_size=4, verbose=False)
     assert features.shape == (len(IMAGES), 12) and features.dtype == np.float32

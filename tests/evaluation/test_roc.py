@@ -37,7 +37,9 @@ def test_hand_computed_roc():
     assert area_under_curve(fpr, tpr) == pytest.approx(0.75)
 
 
-@pytest.mark.parametrize("seed, size, levels", [(0, 1000, None), (1, 3000, 20), (2, 257, 5), (3, 50, None)])
+@pytest.mark.parametrize(
+    "seed, size, levels", [(0, 1000, None), (1, 3000, 20), (2, 257, 5), (3, 50, None)]
+)
 def test_matches_sklearn(seed, size, levels):
     rng = np.random.default_rng(seed)
     labels = rng.random(size) < 0.3
@@ -50,9 +52,13 @@ def test_matches_sklearn(seed, size, levels):
         for mine, reference in zip(ours, theirs):
             np.testing.assert_array_equal(mine, reference)
     fars = (1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6)
-    assert tar_at_far(labels, scores, fars) == pytest.approx(insightface_tar_at_far(labels, scores, fars), abs=0)
+    assert tar_at_far(labels, scores, fars) == pytest.approx(
+        insightface_tar_at_far(labels, scores, fars), abs=0
+    )
     fpr, tpr, _ = roc_curve(labels, scores)
-    assert area_under_curve(fpr, tpr) == pytest.approx(metrics.roc_auc_score(labels, scores), rel=1e-12)
+    assert area_under_curve(fpr, tpr) == pytest.approx(
+        metrics.roc_auc_score(labels, scores), rel=1e-12
+    )
 
 
 def test_degenerate_and_invalid_inputs():

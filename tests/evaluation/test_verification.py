@@ -59,7 +59,9 @@ def reference_evaluate(embeddings, issame, n_folds=10):
         best = np.argmax(train_accuracy)
         best_thresholds[fold] = thresholds[best]
         for index, threshold in enumerate(thresholds):
-            tprs[fold, index], fprs[fold, index], _ = reference_rates(threshold, distances[test], issame[test])
+            tprs[fold, index], fprs[fold, index], _ = reference_rates(
+                threshold, distances[test], issame[test]
+            )
         accuracy[fold] = reference_rates(thresholds[best], distances[test], issame[test])[2]
 
     thresholds = np.arange(0, 4, 0.001)
@@ -167,7 +169,9 @@ def test_kfold_matches_sklearn_sizes():
     ],
 )
 def test_matches_reference_implementation(num_pairs, noise, n_folds, dtype, quantize):
-    embeddings, issame = noisy_pair_embeddings(num_pairs, 16, noise, seed=num_pairs, dtype=dtype, quantize=quantize)
+    embeddings, issame = noisy_pair_embeddings(
+        num_pairs, 16, noise, seed=num_pairs, dtype=dtype, quantize=quantize
+    )
     result = verify(embeddings, issame, n_folds=n_folds)
     reference = reference_evaluate(embeddings, issame, n_folds=n_folds)
     np.testing.assert_array_equal(result["accuracy_per_fold"], reference["accuracy"])

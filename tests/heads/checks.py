@@ -12,7 +12,7 @@ import keras
 import numpy as np
 
 from tests.heads import numpy_reference as ref
-from tests.heads.gradients import layer_gradients
+from tests.heads.gradients import head_gradients
 
 # Rows whose gradient is compared with central differences: away from |c| = 1 and from
 # fallback thresholds, where the logits are smooth functions of the inputs. All other
@@ -78,20 +78,21 @@ def check_gradients(
             the rows (for per-sample parameters).
 
     Returns:
-        The gradients `(embeddings, {variable path: gradient})` of the full loss.
+        The `HeadGradients` of the full loss.
     """
     kernel = np.asarray(keras.ops.convert_to_numpy(layer.kernel), np.float64)
     num_classes = layer.num_classes
     weights = np.random.default_rng(seed).normal(size=(len(cases.labels), num_classes))
-    grads = layer_gradients(layer, cases.embeddings, cases.labels, weights)
-    assert np.all(np.isfinite(grads[0])), "non-finite embedding gradient"
-    for path, value in grads[1].items():
+    grads = head_gradients(layer, cases.embeddings, cases.labels, weights)
+    assert np.all(np.isfinite(grads.embeddings)), "non-finite embedding gradient"
+    for path, value in grads.variables.items():
         assert np.all(np.isfinite(value)), f"non-finite gradient of {path}"
 
     rows = smooth_rows(cases, exclude_rows)
     masked = np.zeros_like(weights)
     masked[rows] = weights[rows]
-    grad_x, grad_vars = layer_gradients(layer, cases.embeddings, cases.labels, masked)
+    masked_grads = head_gradients(layer, cases.embeddings, cases.labels, masked)
+    grad_x, grad_vars = masked_grads.embeddings, masked_grads.variables
     key = None
     if cache_key is not None:
         content = hashlib.sha1()

@@ -31,8 +31,27 @@ EdgeCases = collections.namedtuple(
 # Target angles (degrees) of the class-0 rows. 151.35 = 180 - 0.5 rad is avoided: at the
 # exact threshold of ArcFace's `cosface` fallback, float32 rounding decides the branch.
 ANGLES_DEGREES = (
-    0.0, 0.5, 1.0, 5.0, 10.0, 30.0, 45.0, 60.0, 89.0, 90.0, 120.0, 135.0, 150.0,
-    152.0, 155.0, 160.0, 170.0, 175.0, 179.0, 179.5, 180.0,
+    0.0,
+    0.5,
+    1.0,
+    5.0,
+    10.0,
+    30.0,
+    45.0,
+    60.0,
+    89.0,
+    90.0,
+    120.0,
+    135.0,
+    150.0,
+    152.0,
+    155.0,
+    160.0,
+    170.0,
+    175.0,
+    179.0,
+    179.5,
+    180.0,
 )
 NUM_CLASSES = 5
 EMBEDDING_DIM = 8

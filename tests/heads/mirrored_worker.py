@@ -52,8 +52,7 @@ def make_model():
     model = keras.Model([embeddings, labels], outputs)
     model.compile(
         optimizer=keras.optimizers.SGD(0.05),
-        loss={name: keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-              for name in HEADS},
+        loss={name: keras.losses.SparseCategoricalCrossentropy(from_logits=True) for name in HEADS},
     )
     return model
 
@@ -64,8 +63,14 @@ def fit(initial_weights, x, y, strategy=None):
     with scope:
         model = make_model()
         model.set_weights(initial_weights)
-    model.fit([x, y], {name: y for name in HEADS}, batch_size=GLOBAL_BATCH, epochs=1,
-              shuffle=False, verbose=0)
+    model.fit(
+        [x, y],
+        {name: y for name in HEADS},
+        batch_size=GLOBAL_BATCH,
+        epochs=1,
+        shuffle=False,
+        verbose=0,
+    )
     states = {
         name: {
             v.name: float(np.asarray(v.value))

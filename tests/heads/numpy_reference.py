@@ -51,6 +51,21 @@ def sub_center_cosine_matrix(embeddings, kernel, sub_centers):
     return cosines
 
 
+def closest_sub_centers(embeddings, kernel, sub_centers):
+    """`k` of the sub-centre `(j, k)` closest to each sample, per class: `(N, C)` ints.
+
+    Ties (e.g. a zero embedding, cosine 0 with every centre) give the lowest `k`.
+    """
+    all_cosines = cosine_matrix(embeddings, kernel)
+    num_classes = kernel.shape[1] // sub_centers
+    closest = np.zeros((embeddings.shape[0], num_classes), np.int64)
+    for i in range(embeddings.shape[0]):
+        for j in range(num_classes):
+            candidates = [all_cosines[i, j * sub_centers + k] for k in range(sub_centers)]
+            closest[i, j] = int(np.argmax(candidates))
+    return closest
+
+
 def arc_target(c, m, fallback):
     """ArcFace target cosine (spec section 4.1), for one sample."""
     theta = math.acos(c)

@@ -8,8 +8,7 @@ Built on the shared helpers of `tests/heads` (`edge_cases`, `numpy_reference`):
   sections 5, 7, 8, 9), independent of the Keras code (no Chebyshev recurrence): logits
   as functions of the cosine matrix (for `numpy_reference.assert_matches_reference`),
   and the state updates;
-- `head_gradients`: logits and gradients w.r.t. embeddings and kernel on any backend,
-  including the losses the head adds (MagFace) and its state update;
+- (gradients of stateful heads: `tests/heads/gradients.py`, shared with every head);
 - `assert_mixed_precision_training_close`: training-mode logits under the mixed policies,
   from the same state.
 """
@@ -19,7 +18,8 @@ import math
 import keras
 import numpy as np
 
-from tests.heads.numpy_reference import arc_target, cosine_matrix
+from tests.heads.numpy_reference import arc_target
+from tests.heads.numpy_reference import cosine_matrix
 
 
 def with_norms(embeddings, norms, kernel, labels):
@@ -76,8 +76,19 @@ def sphere_face_psi(c, margin):
     return (-1) ** k * math.cos(margin * theta) - 2 * k
 
 
-def sphere_face(cosines, labels, norms, iteration, margin=4, base=1000.0, gamma=0.12,
-                power=1.0, minimum=5.0, normalize_features=False, scale=64.0):
+def sphere_face(
+    cosines,
+    labels,
+    norms,
+    iteration,
+    margin=4,
+    base=1000.0,
+    gamma=0.12,
+    power=1.0,
+    minimum=5.0,
+    normalize_features=False,
+    scale=64.0,
+):
     """A-Softmax logits with `lambda` at `iteration` (the counter after its increment)."""
     weight = sphere_face_lambda(iteration, base, gamma, power, minimum)
     cosines = np.asarray(cosines, np.float64)
@@ -113,9 +124,19 @@ def curricular_face(cosines, labels, t, scale=64.0, margin=0.5):
 
 # ------------------------------------------------------------------------------------------
 # MagFace (spec 8).
-def mag_face(cosines, labels, norms, scale=64.0, lower_norm=10.0, upper_norm=110.0,
-             lower_margin=0.45, upper_margin=0.8, lambda_g=35.0, easy_margin=True,
-             variant="arcface"):
+def mag_face(
+    cosines,
+    labels,
+    norms,
+    scale=64.0,
+    lower_norm=10.0,
+    upper_norm=110.0,
+    lower_margin=0.45,
+    upper_margin=0.8,
+    lambda_g=35.0,
+    easy_margin=True,
+    variant="arcface",
+):
     """MagFace logits."""
     cosines = np.asarray(cosines, np.float64)
     logits = scale * cosines
@@ -159,8 +180,7 @@ def ada_face_state(norms, mean, std, alpha=0.01):
     )
 
 
-def ada_face(cosines, labels, norms, mean, std, scale=64.0, margin=0.4, h=0.333,
-             eps=1e-3):
+def ada_face(cosines, labels, norms, mean, std, scale=64.0, margin=0.4, h=0.333, eps=1e-3):
     """AdaFace logits with the (already updated) `mean`, `std`."""
     cosines = np.asarray(cosines, np.float64)
     logits = np.empty_like(cosines)
@@ -187,78 +207,14 @@ def build_head(head_cls, kernel, **kwargs):
     return head
 
 
-def loss_weights(batch, num_classes, seed=0):
-    """Random `(batch, num_classes)` weights `R` of the objective `sum(R * logits)`."""
-    rng = np.random.default_rng(seed)
-    return rng.normal(size=(batch, num_classes)).astype("float32")
-
-
-def head_gradients(head, embeddings, labels, weights=None):
-    """Logits and the gradients of `sum(R * logits) + sum(head losses)`.
-
-    `R` is `weights` (default: `loss_weights(...)`). Returns NumPy `(logits,
-    d_embeddings, d_kernel)`. The head's state is updated once (one training call), as
-    in a training step.
-    """
-    if weights is None:
-        weights = loss_weights(embeddings.shape[0], head.num_classes)
-    weights = np.asarray(weights, np.float32)
-    backend = keras.backend.backend()
-    if backend == "tensorflow":
-        import tensorflow as tf
-
-        x = tf.constant(embeddings)
-        with tf.GradientTape() as tape:
-            tape.watch(x)
-            logits = head([x, tf.constant(labels)], training=True)
-            objective = tf.reduce_sum(logits * weights) + sum(
-                tf.reduce_sum(loss) for loss in head.losses
-            )
-        d_x, d_kernel = tape.gradient(objective, [x, head.kernel.value])
-        return logits.numpy(), d_x.numpy(), d_kernel.numpy()
-    if backend == "jax":
-        import jax
-        import jax.numpy as jnp
-
-        trainable = [v.value for v in head.trainable_variables]
-        state = [v.value for v in head.non_trainable_variables]
-        kernel_index = [id(v) for v in head.trainable_variables].index(id(head.kernel))
-
-        def objective(trainable_values, x):
-            logits, new_state, losses = head.stateless_call(
-                trainable_values, state, [x, jnp.asarray(labels)], training=True,
-                return_losses=True,
-            )
-            total = jnp.sum(logits * weights) + sum(jnp.sum(loss) for loss in losses)
-            return total, (logits, new_state)
-
-        (_, (logits, new_state)), (d_trainable, d_x) = jax.value_and_grad(
-            objective, argnums=(0, 1), has_aux=True
-        )(trainable, jnp.asarray(embeddings))
-        for variable, value in zip(head.non_trainable_variables, new_state):
-            variable.assign(value)
-        return np.asarray(logits), np.asarray(d_x), np.asarray(d_trainable[kernel_index])
-    import torch
-
-    x = torch.tensor(embeddings, requires_grad=True)
-    logits = head([x, torch.tensor(labels)], training=True)
-    objective = (logits * torch.tensor(weights)).sum() + sum(
-        loss.sum() for loss in head.losses
-    )
-    d_x, d_kernel = torch.autograd.grad(objective, [x, head.kernel.value])
-    return logits.detach().cpu().numpy(), d_x.cpu().numpy(), d_kernel.cpu().numpy()
-
-
 def state_values(head):
     """`{weight name: float}` of the head's non-trainable weights."""
     return {
-        v.name: float(keras.ops.convert_to_numpy(v.value))
-        for v in head.non_trainable_variables
+        v.name: float(keras.ops.convert_to_numpy(v.value)) for v in head.non_trainable_variables
     }
 
 
-def assert_mixed_precision_training_close(head_cls, init_kwargs, embeddings, labels,
-                                          atol):
+def assert_mixed_precision_training_close(head_cls, init_kwargs, embeddings, labels, atol):
     """Training-mode logits under mixed policies equal float32's from the same state."""
     reference_head = head_cls(**init_kwargs)
     inputs = [keras.ops.convert_to_tensor(embeddings), keras.ops.convert_to_tensor(labels)]
@@ -274,11 +230,15 @@ def assert_mixed_precision_training_close(head_cls, init_kwargs, embeddings, lab
         np.testing.assert_allclose(
             keras.ops.convert_to_numpy(out), reference, rtol=0, atol=atol, err_msg=policy
         )
-        for variable, value in zip(head.non_trainable_variables,
-                                   reference_head.non_trainable_variables):
-            assert keras.backend.standardize_dtype(variable.dtype) == \
-                keras.backend.standardize_dtype(value.dtype), policy
+        for variable, value in zip(
+            head.non_trainable_variables, reference_head.non_trainable_variables
+        ):
+            assert keras.backend.standardize_dtype(
+                variable.dtype
+            ) == keras.backend.standardize_dtype(value.dtype), policy
             np.testing.assert_allclose(
                 keras.ops.convert_to_numpy(variable.value),
-                keras.ops.convert_to_numpy(value.value), rtol=1e-6, err_msg=policy,
+                keras.ops.convert_to_numpy(value.value),
+                rtol=1e-6,
+                err_msg=policy,
             )

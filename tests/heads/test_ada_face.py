@@ -4,12 +4,13 @@ import pytest
 
 from keras_face.heads import AdaFace
 from tests.heads import stateful_reference as ref
-from tests.heads.edge_cases import edge_cases, set_kernel
-from tests.heads.numpy_reference import (
-    assert_matches_reference,
-    cosine_matrix,
-    numerical_gradients,
-)
+from tests.heads.edge_cases import edge_cases
+from tests.heads.edge_cases import set_kernel
+from tests.heads.gradients import head_gradients
+from tests.heads.gradients import loss_weights
+from tests.heads.numpy_reference import assert_matches_reference
+from tests.heads.numpy_reference import cosine_matrix
+from tests.heads.numpy_reference import numerical_gradients
 from tests.layer_testing import run_layer_test
 
 # Norms of the ordinary edge-case rows: around the initial mean 20, and beyond the clip.
@@ -48,10 +49,11 @@ def test_layer_battery():
         [embeddings, labels],
         fit_targets=labels,
         expected_output_shape=(8, 5),
-        training_for_outputs=False,  # stateful: compared calls must not move the EMA
+        training_for_outputs=False,  # stateful: compared calls must not move the EMA,
+        expected_num_trainable_weights=1,
+        expected_num_non_trainable_weights=2,
     )
-    ref.assert_mixed_precision_training_close(AdaFace, kwargs, embeddings, labels,
-                                              atol=1e-4)
+    ref.assert_mixed_precision_training_close(AdaFace, kwargs, embeddings, labels, atol=1e-4)
 
 
 def _set_state(head, mean, std):
@@ -65,13 +67,13 @@ def test_edge_cases_match_reference_with_finite_gradients(option):
     x, y, kernel = _edge_batch()
     head = set_kernel(AdaFace(kernel.shape[1], **kwargs), kernel)
     _set_state(head, mean, std)
-    logits, d_embeddings, d_kernel = ref.head_gradients(head, x, y)
+    logits, d_embeddings, d_kernel = head_gradients(
+        head, x, y, loss_weights(len(y), head.num_classes)
+    )[:3]
     norms = ref.embedding_norms(x)
     mean, std = ref.ada_face_state(norms, mean, std, kwargs.get("t_alpha", 0.01))
     state = ref.state_values(head)
-    np.testing.assert_allclose(
-        [state["batch_mean"], state["batch_std"]], [mean, std], rtol=1e-6
-    )
+    np.testing.assert_allclose([state["batch_mean"], state["batch_std"]], [mean, std], rtol=1e-6)
     assert_matches_reference(
         logits,
         lambda c: ref.ada_face(c, y, norms, mean, std, **_reference_kwargs(kwargs)),
@@ -87,22 +89,29 @@ def test_gradients_match_central_differences():
     x, y, kernel = _edge_batch()
     norms = ref.embedding_norms(x)
     ordinary = np.nonzero((norms > 1e-3) & (norms < 1e3))[0]
-    weights = ref.loss_weights(len(norms), kernel.shape[1])
+    weights = loss_weights(len(norms), kernel.shape[1])
     weights[np.setdiff1d(np.arange(len(norms)), ordinary)] = 0.0
     head = set_kernel(AdaFace(kernel.shape[1]), kernel)
     _set_state(head, 25.0, 8.0)
-    _, d_embeddings, d_kernel = ref.head_gradients(head, x, y, weights)
+    _, d_embeddings, d_kernel = head_gradients(head, x, y, weights)[:3]
     state = ref.state_values(head)
 
     def function(embeddings, kernel_):
-        return ref.ada_face(cosine_matrix(embeddings, kernel_), y[ordinary],
-                            norms[ordinary], state["batch_mean"], state["batch_std"])
+        return ref.ada_face(
+            cosine_matrix(embeddings, kernel_),
+            y[ordinary],
+            norms[ordinary],
+            state["batch_mean"],
+            state["batch_std"],
+        )
 
     expected_embeddings, expected_kernel = numerical_gradients(
         function, x, kernel, weights, rows=ordinary
     )
-    for actual, expected in ((d_embeddings[ordinary], expected_embeddings),
-                             (d_kernel, expected_kernel)):
+    for actual, expected in (
+        (d_embeddings[ordinary], expected_embeddings),
+        (d_kernel, expected_kernel),
+    ):
         np.testing.assert_allclose(
             actual, expected, rtol=1e-3, atol=1e-4 * np.max(np.abs(expected))
         )
@@ -124,8 +133,10 @@ def test_batch_of_one_gives_a_finite_state():
     # Also in a compiled training step.
     inputs = [keras.Input((6,)), keras.Input((), dtype="int32")]
     model = keras.Model(inputs, head(inputs))
-    model.compile(optimizer=keras.optimizers.SGD(0.01),
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.compile(
+        optimizer=keras.optimizers.SGD(0.01),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
     assert np.isfinite(model.train_on_batch([x, y], y))
     assert all(np.isfinite(v) for v in ref.state_values(head).values())
 
@@ -142,8 +153,13 @@ def test_h_zero_is_cosface_with_clipped_cosines():
 
 @pytest.mark.parametrize(
     "kwargs, name",
-    [({"t_alpha": 0.0}, "t_alpha"), ({"t_alpha": 2.0}, "t_alpha"),
-     ({"epsilon": 0.0}, "epsilon"), ({"epsilon": 0.7}, "epsilon"), ({"h": -1.0}, "h")],
+    [
+        ({"t_alpha": 0.0}, "t_alpha"),
+        ({"t_alpha": 2.0}, "t_alpha"),
+        ({"epsilon": 0.0}, "epsilon"),
+        ({"epsilon": 0.7}, "epsilon"),
+        ({"h": -1.0}, "h"),
+    ],
 )
 def test_invalid_arguments(kwargs, name):
     with pytest.raises(ValueError, match=f"Received: {name}="):

@@ -5,11 +5,12 @@ import numpy as np
 import pytest
 
 from keras_face.heads import ArcFace
-from keras_face.heads.base import ARC_FALLBACKS, GRADIENT_MODES
+from keras_face.heads.base import ARC_FALLBACKS
+from keras_face.heads.base import GRADIENT_MODES
 from tests.heads import checks
 from tests.heads import edge_cases
 from tests.heads import numpy_reference as ref
-from tests.heads.gradients import layer_gradients
+from tests.heads.gradients import head_gradients
 from tests.layer_testing import run_layer_test
 
 SCALE, MARGIN = 64.0, 0.5
@@ -51,7 +52,9 @@ def test_straight_through_gradient_differs_from_exact():
     grads = {}
     for gradient in GRADIENT_MODES:
         layer = edge_cases.set_kernel(ArcFace(5, fallback="none", gradient=gradient), cases.kernel)
-        grads[gradient] = layer_gradients(layer, cases.embeddings, cases.labels, weights)[0][row]
+        grads[gradient] = head_gradients(layer, cases.embeddings, cases.labels, weights).embeddings[
+            row
+        ]
     assert np.dot(grads["detached"], grads["exact"]) < 0
     c = math.cos(math.radians(160.0))
     # d cos(theta + m) / dc = cos m + c sin m / sin theta (negative here).
@@ -126,6 +129,8 @@ def test_layer_battery():
         fit_targets=labels,
         expected_output_shape=(8, 5),
         training_for_outputs=True,
+        expected_num_trainable_weights=1,
+        expected_num_non_trainable_weights=0,
     )
     assert layer.get_config()["fallback"] == "reflect"
     assert tuple(layer.kernel.shape) == (16, 5)

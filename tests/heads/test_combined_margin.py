@@ -102,6 +102,8 @@ def test_layer_battery():
         fit_targets=labels,
         expected_output_shape=(8, 5),
         training_for_outputs=True,
+        expected_num_trainable_weights=1,
+        expected_num_non_trainable_weights=0,
     )
 
 

@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 
 import keras_face
-from keras_face.heads import CosFace, am_softmax
+from keras_face.heads import CosFace
+from keras_face.heads import am_softmax
 from tests.heads import checks
 from tests.heads import edge_cases
 from tests.heads import numpy_reference as ref
@@ -50,6 +51,8 @@ def test_layer_battery():
         fit_targets=labels,
         expected_output_shape=(8, 5),
         training_for_outputs=True,
+        expected_num_trainable_weights=1,
+        expected_num_non_trainable_weights=0,
     )
 
 

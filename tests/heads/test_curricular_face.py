@@ -6,12 +6,13 @@ import pytest
 
 from keras_face.heads import CurricularFace
 from tests.heads import stateful_reference as ref
-from tests.heads.edge_cases import edge_cases, set_kernel
-from tests.heads.numpy_reference import (
-    assert_matches_reference,
-    cosine_matrix,
-    numerical_gradients,
-)
+from tests.heads.edge_cases import edge_cases
+from tests.heads.edge_cases import set_kernel
+from tests.heads.gradients import head_gradients
+from tests.heads.gradients import loss_weights
+from tests.heads.numpy_reference import assert_matches_reference
+from tests.heads.numpy_reference import cosine_matrix
+from tests.heads.numpy_reference import numerical_gradients
 from tests.layer_testing import run_layer_test
 
 # (constructor arguments, t before the training call)
@@ -37,11 +38,11 @@ def test_layer_battery():
         [embeddings, labels],
         fit_targets=labels,
         expected_output_shape=(8, 5),
-        training_for_outputs=False,  # stateful: compared calls must not move `t`
+        training_for_outputs=False,  # stateful: compared calls must not move `t`,
+        expected_num_trainable_weights=1,
+        expected_num_non_trainable_weights=1,
     )
-    ref.assert_mixed_precision_training_close(
-        CurricularFace, kwargs, embeddings, labels, atol=1e-4
-    )
+    ref.assert_mixed_precision_training_close(CurricularFace, kwargs, embeddings, labels, atol=1e-4)
 
 
 @pytest.mark.parametrize("option", sorted(OPTIONS))
@@ -52,7 +53,9 @@ def test_edge_cases_match_reference_with_finite_gradients(option):
     edge = edge_cases(exclude_near_degrees=(180.0 - math.degrees(margin),))
     head = set_kernel(CurricularFace(edge.kernel.shape[1], **kwargs), edge.kernel)
     head.t.assign(t)
-    logits, d_embeddings, d_kernel = ref.head_gradients(head, edge.embeddings, edge.labels)
+    logits, d_embeddings, d_kernel = head_gradients(
+        head, edge.embeddings, edge.labels, loss_weights(len(edge.labels), head.num_classes)
+    )[:3]
     cosines = cosine_matrix(edge.embeddings, edge.kernel)
     new_t = ref.curricular_face_t(
         ref.target_cosines(cosines, edge.labels), t, kwargs.get("t_alpha", 0.01)
@@ -76,13 +79,11 @@ def test_gradients_match_central_differences():
     # Ordinary rows: away from |c| = 1 (the clip's kink) and from extreme norms. The
     # other rows get zero weight, so the head sees the whole edge-case batch.
     rows = np.nonzero((np.abs(targets) < 0.999) & (norms > 1e-3) & (norms < 1e3))[0]
-    weights = ref.loss_weights(*cosines.shape)
+    weights = loss_weights(*cosines.shape)
     weights[np.setdiff1d(np.arange(len(norms)), rows)] = 0.0
     head = set_kernel(CurricularFace(edge.kernel.shape[1]), edge.kernel)
     head.t.assign(0.4)
-    _, d_embeddings, d_kernel = ref.head_gradients(
-        head, edge.embeddings, edge.labels, weights
-    )
+    _, d_embeddings, d_kernel = head_gradients(head, edge.embeddings, edge.labels, weights)[:3]
     d_embeddings = d_embeddings[rows]
     t = float(head.t.value)  # t is a constant of the step (no gradient)
 

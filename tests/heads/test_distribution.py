@@ -22,7 +22,11 @@ def results():
     env = dict(os.environ, KERAS_BACKEND="tensorflow", TF_CPP_MIN_LOG_LEVEL="2")
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [ROOT, env.get("PYTHONPATH")]))
     completed = subprocess.run(
-        [sys.executable, WORKER], capture_output=True, text=True, env=env, cwd=ROOT,
+        [sys.executable, WORKER],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
         timeout=600,
     )
     assert completed.returncode == 0, completed.stderr[-4000:]
@@ -49,7 +53,5 @@ def test_per_replica_statistics_would_differ(results, head):
     # Without the cross-replica sum each replica would keep its own half batch's
     # statistic: far from the single-device state (the comparison above can fail).
     result = results[head]
-    differences = [
-        abs(result["local"][name] - value) for name, value in result["single"].items()
-    ]
+    differences = [abs(result["local"][name] - value) for name, value in result["single"].items()]
     assert max(differences) > 1e-3

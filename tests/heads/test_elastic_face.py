@@ -5,8 +5,10 @@ import numpy as np
 import pytest
 
 import keras_face
-from keras_face.heads import ElasticArcFace, ElasticCosFace
-from keras_face.heads.base import ARC_FALLBACKS, GRADIENT_MODES
+from keras_face.heads import ElasticArcFace
+from keras_face.heads import ElasticCosFace
+from keras_face.heads.base import ARC_FALLBACKS
+from keras_face.heads.base import GRADIENT_MODES
 from tests.heads import checks
 from tests.heads import edge_cases
 from tests.heads import numpy_reference as ref
@@ -17,9 +19,7 @@ SCALE = 64.0
 
 def fix_draws(layer, draws):
     """Replace the layer's N(m, sigma^2) draws by known values (the rest is unchanged)."""
-    layer.draw_margins = lambda shape: keras.ops.convert_to_tensor(
-        np.asarray(draws, "float32")
-    )
+    layer.draw_margins = lambda shape: keras.ops.convert_to_tensor(np.asarray(draws, "float32"))
     return layer
 
 
@@ -45,9 +45,7 @@ def test_arc_matches_numpy_reference_on_edge_cases(fallback, gradient):
     layer = ElasticArcFace(5, fallback=fallback, gradient=gradient, seed=1)
     layer = fix_draws(edge_cases.set_kernel(layer, cases.kernel), draws)
     checks.check_outputs(layer, cases, arc_reference(draws.astype(np.float64), fallback), SCALE)
-    checks.check_outputs(
-        layer, cases, arc_reference(None, None, "detached"), SCALE, training=False
-    )
+    checks.check_outputs(layer, cases, arc_reference(None, None, "detached"), SCALE, training=False)
 
 
 @pytest.mark.parametrize("gradient", GRADIENT_MODES)
@@ -219,7 +217,9 @@ def test_layer_battery(cls, kwargs):
         [embeddings, labels],
         fit_targets=labels,
         expected_output_shape=(8, 5),
-        training_for_outputs=False,  # training outputs are random
+        training_for_outputs=False,  # training outputs are random,
+        expected_num_trainable_weights=1,
+        expected_num_non_trainable_weights=0,
     )
     assert layer.get_config()["seed"] == kwargs["seed"]
 

@@ -7,12 +7,13 @@ import pytest
 from keras_face.heads import MagFace
 from keras_face.heads.mag_face import magface_min_lambda_g
 from tests.heads import stateful_reference as ref
-from tests.heads.edge_cases import edge_cases, set_kernel
-from tests.heads.numpy_reference import (
-    assert_matches_reference,
-    cosine_matrix,
-    numerical_gradients,
-)
+from tests.heads.edge_cases import edge_cases
+from tests.heads.edge_cases import set_kernel
+from tests.heads.gradients import head_gradients
+from tests.heads.gradients import loss_weights
+from tests.heads.numpy_reference import assert_matches_reference
+from tests.heads.numpy_reference import cosine_matrix
+from tests.heads.numpy_reference import numerical_gradients
 from tests.layer_testing import run_layer_test
 
 # Norms of the ordinary edge-case rows: below l_a, at both bounds, inside, above u_a.
@@ -22,20 +23,28 @@ OPTIONS = {
     "authors_easy": {},
     "not_easy": {"easy_margin": False},
     "mag_cosface": MAG_COSFACE,
-    "finetune_set": {"lower_norm": 1.0, "upper_norm": 51.0, "upper_margin": 1.0,
-                     "lambda_g": 5.0, "scale": 4.0},
+    "finetune_set": {
+        "lower_norm": 1.0,
+        "upper_norm": 51.0,
+        "upper_margin": 1.0,
+        "lambda_g": 5.0,
+        "scale": 4.0,
+    },
 }
 
 
 def _edge_batch():
     # Keep away from the easy margin's c = 0 switch (90 degrees): a discontinuity.
     edge = edge_cases(exclude_near_degrees=(90.0,))
-    keep = np.abs(cosine_matrix(edge.embeddings, edge.kernel)[
-        np.arange(len(edge.labels)), edge.labels]) > 1e-6
+    keep = (
+        np.abs(
+            cosine_matrix(edge.embeddings, edge.kernel)[np.arange(len(edge.labels)), edge.labels]
+        )
+        > 1e-6
+    )
     keep |= ref.embedding_norms(edge.embeddings) == 0  # zero rows: c = 0 exactly
     labels = edge.labels[keep]
-    return ref.with_norms(edge.embeddings[keep], NORMS, edge.kernel, labels), labels, \
-        edge.kernel
+    return ref.with_norms(edge.embeddings[keep], NORMS, edge.kernel, labels), labels, edge.kernel
 
 
 def test_layer_battery():
@@ -48,7 +57,9 @@ def test_layer_battery():
         [embeddings, labels],
         fit_targets=labels,
         expected_output_shape=(8, 5),
-        training_for_outputs=True,  # no state: training calls are repeatable
+        training_for_outputs=True,  # no state: training calls are repeatable,
+        expected_num_trainable_weights=1,
+        expected_num_non_trainable_weights=0,
     )
 
 
@@ -59,11 +70,11 @@ def test_edge_cases_match_reference_with_finite_gradients(option):
     cosines = cosine_matrix(x, kernel)
     norms = ref.embedding_norms(x)
     head = set_kernel(MagFace(kernel.shape[1], **kwargs), kernel)
-    logits, d_embeddings, d_kernel = ref.head_gradients(head, x, y)
+    logits, d_embeddings, d_kernel = head_gradients(
+        head, x, y, loss_weights(len(y), head.num_classes)
+    )[:3]
     scale = kwargs.get("scale", 64.0)
-    assert_matches_reference(
-        logits, lambda c: ref.mag_face(c, y, norms, **kwargs), cosines, scale
-    )
+    assert_matches_reference(logits, lambda c: ref.mag_face(c, y, norms, **kwargs), cosines, scale)
     assert np.all(np.isfinite(d_embeddings)) and np.all(np.isfinite(d_kernel))
     # The regulariser is added to the layer's losses on training calls with labels.
     head([x, y], training=True)
@@ -85,17 +96,23 @@ def test_gradients_match_central_differences(option):
     targets = ref.target_cosines(cosines, y)
     norms = ref.embedding_norms(x)
     # Ordinary rows strictly inside a clip interval of the norm (the clip has a kink).
-    rows = np.nonzero((np.abs(targets) < 0.999) & (norms > 1e-3) & (norms < 1e3)
-                      & (np.abs(norms - 10.0) > 1e-3) & (np.abs(norms - 110.0) > 1e-3))[0]
-    weights = ref.loss_weights(*cosines.shape)
+    rows = np.nonzero(
+        (np.abs(targets) < 0.999)
+        & (norms > 1e-3)
+        & (norms < 1e3)
+        & (np.abs(norms - 10.0) > 1e-3)
+        & (np.abs(norms - 110.0) > 1e-3)
+    )[0]
+    weights = loss_weights(*cosines.shape)
     weights[np.setdiff1d(np.arange(len(norms)), rows)] = 0.0
     head = set_kernel(MagFace(kernel.shape[1], **kwargs), kernel)
-    _, d_embeddings, d_kernel = ref.head_gradients(head, x, y, weights)
+    _, d_embeddings, d_kernel = head_gradients(head, x, y, weights)[:3]
     d_embeddings = d_embeddings[rows]
 
     def function(embeddings, kernel_):
-        return ref.mag_face(cosine_matrix(embeddings, kernel_), y[rows],
-                            ref.embedding_norms(embeddings), **kwargs)
+        return ref.mag_face(
+            cosine_matrix(embeddings, kernel_), y[rows], ref.embedding_norms(embeddings), **kwargs
+        )
 
     expected_embeddings, expected_kernel = numerical_gradients(
         function, x, kernel, weights, rows=rows

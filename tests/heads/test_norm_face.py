@@ -28,7 +28,7 @@ def test_matches_numpy_reference_on_edge_cases(trainable_scale, scale):
 def test_gradients_finite_and_match_central_differences(trainable_scale):
     cases = edge_cases.edge_cases()
     layer = edge_cases.set_kernel(NormFace(5, trainable_scale=trainable_scale), cases.kernel)
-    grad_x, grad_vars = checks.check_gradients(layer, cases, plain(10.0))
+    grad_vars = checks.check_gradients(layer, cases, plain(10.0)).variables
     if trainable_scale:
         # d/ds sum(R * s * c) = sum(R * c), with the weights R of check_gradients.
         weights = np.random.default_rng(0).normal(size=(len(cases.labels), 5))
@@ -86,6 +86,8 @@ def test_layer_battery():
         fit_targets=labels,
         expected_output_shape=(8, 5),
         training_for_outputs=True,
+        expected_num_trainable_weights=2,
+        expected_num_non_trainable_weights=0,
     )
     assert len(layer.trainable_weights) == 2
 

@@ -6,12 +6,13 @@ import pytest
 
 from keras_face.heads import SphereFace
 from tests.heads import stateful_reference as ref
-from tests.heads.edge_cases import edge_cases, set_kernel
-from tests.heads.numpy_reference import (
-    assert_matches_reference,
-    cosine_matrix,
-    numerical_gradients,
-)
+from tests.heads.edge_cases import edge_cases
+from tests.heads.edge_cases import set_kernel
+from tests.heads.gradients import head_gradients
+from tests.heads.gradients import loss_weights
+from tests.heads.numpy_reference import assert_matches_reference
+from tests.heads.numpy_reference import cosine_matrix
+from tests.heads.numpy_reference import numerical_gradients
 from tests.layer_testing import run_layer_test
 
 CLC_SCHEDULE = {"lambda_base": 1500.0, "lambda_gamma": 0.1}
@@ -24,14 +25,17 @@ OPTIONS = {
 
 
 def _reference_kwargs(kwargs):
-    names = {"lambda_base": "base", "lambda_gamma": "gamma", "lambda_power": "power",
-             "lambda_min": "minimum"}
+    names = {
+        "lambda_base": "base",
+        "lambda_gamma": "gamma",
+        "lambda_power": "power",
+        "lambda_min": "minimum",
+    }
     return {names.get(k, k): v for k, v in kwargs.items()}
 
 
 def _row_scale(kwargs, norms):
-    return np.full_like(norms, kwargs["scale"]) if kwargs.get("normalize_features") \
-        else norms
+    return np.full_like(norms, kwargs["scale"]) if kwargs.get("normalize_features") else norms
 
 
 def test_layer_battery():
@@ -45,10 +49,11 @@ def test_layer_battery():
         [embeddings, labels],
         fit_targets=labels,
         expected_output_shape=(8, 5),
-        training_for_outputs=False,  # stateful: compared calls must not move the counter
+        training_for_outputs=False,  # stateful: compared calls must not move the counter,
+        expected_num_trainable_weights=1,
+        expected_num_non_trainable_weights=1,
     )
-    ref.assert_mixed_precision_training_close(SphereFace, kwargs, embeddings, labels,
-                                              atol=1e-5)
+    ref.assert_mixed_precision_training_close(SphereFace, kwargs, embeddings, labels, atol=1e-5)
 
 
 @pytest.mark.parametrize("option", sorted(OPTIONS))
@@ -57,14 +62,17 @@ def test_edge_cases_match_reference_with_finite_gradients(option):
     edge = edge_cases()
     head = set_kernel(SphereFace(edge.kernel.shape[1], **kwargs), edge.kernel)
     head.iteration = iteration
-    logits, d_embeddings, d_kernel = ref.head_gradients(head, edge.embeddings, edge.labels)
+    logits, d_embeddings, d_kernel = head_gradients(
+        head, edge.embeddings, edge.labels, loss_weights(len(edge.labels), head.num_classes)
+    )[:3]
     assert head.iteration == iteration + 1
     norms = ref.embedding_norms(edge.embeddings)
     row_scale = _row_scale(kwargs, norms)[:, None]
     assert_matches_reference(
         logits,
-        lambda c: ref.sphere_face(c, edge.labels, norms, iteration + 1,
-                                  **_reference_kwargs(kwargs)),
+        lambda c: ref.sphere_face(
+            c, edge.labels, norms, iteration + 1, **_reference_kwargs(kwargs)
+        ),
         cosine_matrix(edge.embeddings, edge.kernel),
         scale=1.0,
         atol=1e-6 * row_scale,
@@ -82,19 +90,20 @@ def test_gradients_match_central_differences(option):
     # Ordinary rows: away from |c| = 1 (the clip's kink) and from extreme norms.
     # The other rows get zero weight, so the head sees the whole edge-case batch.
     rows = np.nonzero((np.abs(targets) < 0.999) & (norms > 1e-3) & (norms < 1e3))[0]
-    weights = ref.loss_weights(*cosines.shape)
+    weights = loss_weights(*cosines.shape)
     weights[np.setdiff1d(np.arange(len(norms)), rows)] = 0.0
     head = set_kernel(SphereFace(edge.kernel.shape[1], **kwargs), edge.kernel)
     head.iteration = iteration
-    _, d_embeddings, d_kernel = ref.head_gradients(
-        head, edge.embeddings, edge.labels, weights
-    )
+    _, d_embeddings, d_kernel = head_gradients(head, edge.embeddings, edge.labels, weights)[:3]
     d_embeddings = d_embeddings[rows]
 
     def function(embeddings, kernel):
         return ref.sphere_face(
-            cosine_matrix(embeddings, kernel), edge.labels[rows],
-            ref.embedding_norms(embeddings), iteration + 1, **_reference_kwargs(kwargs)
+            cosine_matrix(embeddings, kernel),
+            edge.labels[rows],
+            ref.embedding_norms(embeddings),
+            iteration + 1,
+            **_reference_kwargs(kwargs),
         )
 
     expected_embeddings, expected_kernel = numerical_gradients(
@@ -117,16 +126,19 @@ def test_lambda_schedule_and_counter():
         expected_dtype = "int64" if jax.config.jax_enable_x64 else "int32"
     assert keras.backend.standardize_dtype(head._iteration.dtype) == expected_dtype
     assert [v.name for v in head.non_trainable_weights] == ["iteration"]
-    for iteration, expected in ((1, 1000 / 1.12), (1658, 1000 / (1 + 0.12 * 1658)),
-                                (1659, 5.0), (10**6, 5.0)):
+    for iteration, expected in (
+        (1, 1000 / 1.12),
+        (1658, 1000 / (1 + 0.12 * 1658)),
+        (1659, 5.0),
+        (10**6, 5.0),
+    ):
         head.iteration = iteration
         assert head.iteration == iteration
         np.testing.assert_allclose(float(head.current_lambda()), expected, rtol=1e-6)
     assert 1000 / (1 + 0.12 * 1658) > 5.0
     clc = SphereFace(4, **CLC_SCHEDULE)
     clc.build([(None, 3), (None,)])
-    for iteration, expected in ((1, 1500 / 1.1), (2989, 1500 / (1 + 0.1 * 2989)),
-                                (2990, 5.0)):
+    for iteration, expected in ((1, 1500 / 1.1), (2989, 1500 / (1 + 0.1 * 2989)), (2990, 5.0)):
         clc.iteration = iteration
         np.testing.assert_allclose(float(clc.current_lambda()), expected, rtol=1e-6)
 

@@ -13,10 +13,15 @@ import keras
 import numpy as np
 import pytest
 
-from keras_face.heads import AdaFace, CurricularFace, SphereFace
+from keras_face.heads import AdaFace
+from keras_face.heads import CurricularFace
+from keras_face.heads import SphereFace
 from tests.heads import stateful_reference as ref
-from tests.heads.numpy_reference import assert_matches_reference, cosine_matrix
-from tests.heads.stateful_reference import build_head, random_batch, state_values
+from tests.heads.numpy_reference import assert_matches_reference
+from tests.heads.numpy_reference import cosine_matrix
+from tests.heads.stateful_reference import build_head
+from tests.heads.stateful_reference import random_batch
+from tests.heads.stateful_reference import state_values
 
 NUM_CLASSES, DIM, BATCH = 5, 8, 8
 
@@ -154,9 +159,7 @@ def test_compiled_steps_match_reference_and_restore(name, tmp_path):
     assert state_values(fresh_head) != state_values(head)
     fresh.load_weights(weights_path)
     assert state_values(fresh_head) == state_values(head)
-    np.testing.assert_array_equal(
-        keras.ops.convert_to_numpy(fresh_head.kernel.value), kernel
-    )
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(fresh_head.kernel.value), kernel)
 
 
 class _Interrupt(keras.callbacks.Callback):
@@ -177,8 +180,9 @@ def test_backup_and_restore_resumes_state(name, tmp_path):
             for variable in head.non_trainable_variables:
                 variable.assign(variable.value + 7)
         model = _model(head, learning_rate=0.1)
-        history = model.fit([x, y], y, batch_size=BATCH, epochs=4, shuffle=False,
-                            verbose=0, callbacks=callbacks)
+        history = model.fit(
+            [x, y], y, batch_size=BATCH, epochs=4, shuffle=False, verbose=0, callbacks=callbacks
+        )
         return model, head, len(history.epoch)
 
     backup = str(tmp_path / "backup")

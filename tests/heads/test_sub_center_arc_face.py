@@ -5,12 +5,14 @@ import numpy as np
 import pytest
 
 import keras_face
-from keras_face.heads import ArcFace, SubCenterArcFace
-from keras_face.heads.base import ARC_FALLBACKS, GRADIENT_MODES
+from keras_face.heads import ArcFace
+from keras_face.heads import SubCenterArcFace
+from keras_face.heads.base import ARC_FALLBACKS
+from keras_face.heads.base import GRADIENT_MODES
 from tests.heads import checks
 from tests.heads import edge_cases
 from tests.heads import numpy_reference as ref
-from tests.heads.gradients import layer_gradients
+from tests.heads.gradients import head_gradients
 from tests.layer_testing import run_layer_test
 
 SCALE, MARGIN, K = 64.0, 0.5, 3
@@ -63,9 +65,7 @@ def test_only_the_closest_sub_center_gets_a_gradient():
     cases = edge_cases.edge_cases()
     layer, kernel = make("cosface", "exact", cases)
     weights = np.random.default_rng(1).normal(size=(len(cases.labels), 5))
-    grad_kernel = layer_gradients(layer, cases.embeddings, cases.labels, weights)[1][
-        layer.kernel.path
-    ]
+    grad_kernel = head_gradients(layer, cases.embeddings, cases.labels, weights).kernel
     all_cosines = ref.cosine_matrix(cases.embeddings, kernel).reshape(-1, 5, K)
     nonzero_rows = np.linalg.norm(cases.embeddings.astype(np.float64), axis=1) > 0
     closest = np.argmax(all_cosines[nonzero_rows], axis=2)  # (rows, classes)
@@ -98,6 +98,8 @@ def test_layer_battery():
         fit_targets=labels,
         expected_output_shape=(8, 5),
         training_for_outputs=True,
+        expected_num_trainable_weights=1,
+        expected_num_non_trainable_weights=0,
     )
     assert tuple(layer.kernel.shape) == (16, 10)
 
@@ -148,9 +150,7 @@ def cleaning_problem():
 def test_find_outliers_matches_drop_py():
     embeddings, labels, kernel = cleaning_problem()
     head = edge_cases.set_kernel(SubCenterArcFace(4), kernel)
-    expected_dominant, expected_outliers = drop_py_reference(
-        embeddings, labels, kernel, 4, K, 75.0
-    )
+    expected_dominant, expected_outliers = drop_py_reference(embeddings, labels, kernel, 4, K, 75.0)
     found = head.find_outliers(embeddings, labels, threshold_degrees=75.0)
     np.testing.assert_array_equal(found.dominant_sub_centers, expected_dominant)
     np.testing.assert_array_equal(found.dominant_sub_centers, [1, 2, 0, -1])

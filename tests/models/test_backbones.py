@@ -8,13 +8,11 @@ import pytest
 
 from keras_face import models
 from keras_face.heads import ArcFace
-from tests.models.backbone_testing import (
-    SMALL_BACKBONES,
-    SMALL_EMBEDDING_SIZE,
-    SMALL_INPUT_SHAPE,
-    randomize_weights,
-    synthetic_identities,
-)
+from tests.models.backbone_testing import SMALL_BACKBONES
+from tests.models.backbone_testing import SMALL_EMBEDDING_SIZE
+from tests.models.backbone_testing import SMALL_INPUT_SHAPE
+from tests.models.backbone_testing import randomize_weights
+from tests.models.backbone_testing import synthetic_identities
 
 FAMILIES = sorted(SMALL_BACKBONES)
 # VarGFaceNet (321 layers, 38 grouped convolutions) is several times slower to build,
@@ -35,9 +33,7 @@ def _cosine_similarity(a, b):
 def _training_model(backbone, num_classes):
     images = keras.Input(SMALL_INPUT_SHAPE, name="images")
     labels = keras.Input((), dtype="int32", name="labels")
-    logits = ArcFace(num_classes, scale=16.0, margin=0.2)(
-        [backbone(images), labels]
-    )
+    logits = ArcFace(num_classes, scale=16.0, margin=0.2)([backbone(images), labels])
     return keras.Model([images, labels], logits)
 
 
@@ -77,9 +73,7 @@ def test_short_fit_with_arc_face_lowers_the_loss_and_trains_the_first_conv(famil
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         jit_compile=False,
     )
-    history = model.fit(
-        [images, labels], labels, batch_size=16, epochs=10, shuffle=True, verbose=0
-    )
+    history = model.fit([images, labels], labels, batch_size=16, epochs=10, shuffle=True, verbose=0)
     losses = history.history["loss"]
     assert np.all(np.isfinite(losses))
     assert losses[-1] < 0.7 * losses[0], losses
@@ -111,8 +105,16 @@ def test_mixed_precision_embeddings_are_float32(family, policy):
 
 def test_get_builds_every_name_and_rejects_unknown_names():
     assert models.names() == sorted(
-        ["iresnet18", "iresnet34", "iresnet50", "iresnet100", "iresnet200",
-         "mobilefacenet", "mobilefacenet_mbf", "vargfacenet"]
+        [
+            "iresnet18",
+            "iresnet34",
+            "iresnet50",
+            "iresnet100",
+            "iresnet200",
+            "mobilefacenet",
+            "mobilefacenet_mbf",
+            "vargfacenet",
+        ]
     )
     backbone = models.get("MobileFaceNet-MBF", input_shape=(16, 16, 3), embedding_size=8)
     assert backbone.name == "mobilefacenet_mbf"

@@ -20,12 +20,10 @@ import keras
 import numpy as np
 import pytest
 
-from tests.models.backbone_testing import (
-    SMALL_BACKBONES,
-    SMALL_EMBEDDING_SIZE,
-    randomize_weights,
-    synthetic_identities,
-)
+from tests.models.backbone_testing import SMALL_BACKBONES
+from tests.models.backbone_testing import SMALL_EMBEDDING_SIZE
+from tests.models.backbone_testing import randomize_weights
+from tests.models.backbone_testing import synthetic_identities
 
 CURRENT_BACKEND = keras.backend.backend()
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

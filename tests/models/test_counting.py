@@ -10,7 +10,9 @@ def _conv_model():
     inputs = keras.Input((10, 10, 4))
     x = keras.layers.Conv2D(8, 3, padding="same", name="plain")(inputs)  # 10x10x8
     x = keras.layers.Conv2D(8, 3, strides=2, groups=2, use_bias=False, name="grouped")(x)  # 4x4x8
-    x = keras.layers.DepthwiseConv2D(3, padding="same", depth_multiplier=2, name="depthwise")(x)  # 4x4x16
+    x = keras.layers.DepthwiseConv2D(3, padding="same", depth_multiplier=2, name="depthwise")(
+        x
+    )  # 4x4x16
     x = keras.layers.BatchNormalization(name="bn")(x)
     x = keras.layers.PReLU(shared_axes=[1, 2], name="prelu")(x)
     x = keras.layers.Flatten()(x)

@@ -21,10 +21,22 @@ EXPECTED_LAYERS = {
     "E": ["BatchNormalization", "Flatten", "Dropout", "Dense", "FrozenScaleBatchNormalization"],
     "F": ["BatchNormalization", "Flatten", "Dropout", "Dense"],
     "J": ["Flatten", "Dropout", "Dense", "FrozenScaleBatchNormalization"],
-    "GAP": ["BatchNormalization", "ReLU", "GlobalAveragePooling2D", "Dropout", "Dense",
-            "FrozenScaleBatchNormalization"],
-    "GDC": ["DepthwiseConv2D", "BatchNormalization", "Flatten", "Dropout", "Dense",
-            "FrozenScaleBatchNormalization"],
+    "GAP": [
+        "BatchNormalization",
+        "ReLU",
+        "GlobalAveragePooling2D",
+        "Dropout",
+        "Dense",
+        "FrozenScaleBatchNormalization",
+    ],
+    "GDC": [
+        "DepthwiseConv2D",
+        "BatchNormalization",
+        "Flatten",
+        "Dropout",
+        "Dense",
+        "FrozenScaleBatchNormalization",
+    ],
 }
 
 
@@ -52,7 +64,10 @@ def test_option_e_follows_the_arcface_paper_order():
     model = _model("E", dropout=0.4)
     names = [layer.name for layer in model.layers[1:]]
     assert names == [
-        "embedding_bn", "embedding_flatten", "embedding_dropout", "embedding_fc",
+        "embedding_bn",
+        "embedding_flatten",
+        "embedding_dropout",
+        "embedding_fc",
         "embedding_features",
     ]
     assert model.get_layer("embedding_dropout").rate == 0.4

@@ -4,6 +4,7 @@ import pytest
 
 from keras_face import models
 from keras_face.models.iresnet import BLOCKS_PER_STAGE
+from keras_face.models.iresnet import VARIANTS
 from tests.models.backbone_testing import randomize_weights
 
 # insightface arcface_torch, 512-d embeddings at 112x112 (the acceptance table).
@@ -106,3 +107,16 @@ def test_matches_a_pytorch_reimplementation(se):
     np.testing.assert_allclose(
         embeddings, expected, rtol=1e-3, atol=1e-3 * np.max(np.abs(expected))
     )
+
+
+def test_variants_table_is_what_the_factories_build():
+    assert sorted(VARIANTS) == sorted(FACTORIES)
+    for depth, (parameters, flops) in PUBLISHED.items():
+        assert VARIANTS[depth]["published_parameters"] == parameters
+        assert VARIANTS[depth]["published_flops"] == flops
+        assert abs(VARIANTS[depth]["parameters"] - parameters) <= 0.005 * parameters
+    backbone = models.iresnet18(input_shape=(16, 16, 3))
+    # The embedding FC depends on the input size; the convolutions do not.
+    fc = backbone.get_layer("embedding_fc").kernel.shape
+    full_fc = 7 * 7 * 512 * 512
+    assert models.count_parameters(backbone) - fc[0] * fc[1] + full_fc == VARIANTS[18]["parameters"]

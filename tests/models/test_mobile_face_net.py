@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 from keras_face import models
+from keras_face.models.mobile_face_net import VARIANTS
 from tests.models.backbone_testing import randomize_weights
 
 # Chen et al. 2018: 0.99 M parameters, 221 M MAdds (128-d, 112x112).
@@ -31,7 +32,9 @@ def test_paper_sizes(paper_model):
     conv_and_fc = sum(
         int(np.prod(layer.kernel.shape))
         for layer in backbone.layers
-        if isinstance(layer, (keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.Dense))
+        if isinstance(
+            layer, (keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.Dense)
+        )
     )
     assert conv_and_fc == 976_000
 
@@ -78,7 +81,9 @@ def test_output_shapes_at_face_crop_sizes(factory, input_shape):
     assert backbone.get_layer("embedding_gdc_conv").kernel_size == map_shape
 
 
-@pytest.mark.parametrize("scale, factory", [(1, models.mobilefacenet), (2, models.mobilefacenet_mbf)])
+@pytest.mark.parametrize(
+    "scale, factory", [(1, models.mobilefacenet), (2, models.mobilefacenet_mbf)]
+)
 def test_matches_a_pytorch_reimplementation(scale, factory):
     torch_reference = pytest.importorskip("tests.models.torch_reference")
     keras.utils.set_random_seed(4)
@@ -90,3 +95,23 @@ def test_matches_a_pytorch_reimplementation(scale, factory):
     np.testing.assert_allclose(
         embeddings, expected, rtol=1e-3, atol=1e-3 * np.max(np.abs(expected))
     )
+
+
+@pytest.mark.parametrize("name", ["mobilefacenet", "mobilefacenet_mbf"])
+def test_variants_table_is_what_the_factories_build(name):
+    variant = VARIANTS[name]
+    backbone = models.get(name)
+    assert backbone.output.shape == (None, variant["embedding_size"])
+    assert models.count_parameters(backbone) == variant["parameters"]
+    if variant["flops"] is not None:
+        assert models.count_flops(backbone) == variant["flops"]
+    same = models.build_mobilefacenet(
+        variant["width_scale"], embedding_size=variant["embedding_size"]
+    )
+    assert [layer.name for layer in same.layers] == [layer.name for layer in backbone.layers]
+
+
+def test_build_mobilefacenet_rejects_a_bad_width_scale():
+    with pytest.raises(ValueError, match="width_scale=0"):
+        models.build_mobilefacenet(0)
+    assert models.build_mobilefacenet(3, input_shape=(16, 16, 3)).name == "mobilefacenet_x3"

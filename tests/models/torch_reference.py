@@ -132,8 +132,11 @@ def mobilefacenet_forward(model, images, scale):
             # insightface: a strided `DepthWise` opens a stride-2 stage, `Residual`s follow.
             first_of_strided = block == 1 and stride == 2
             x = depthwise(
-                x, f"stage{stage}_block{block}", expanded,
-                stride if first_of_strided else 1, residual=not first_of_strided,
+                x,
+                f"stage{stage}_block{block}",
+                expanded,
+                stride if first_of_strided else 1,
+                residual=not first_of_strided,
             )
     x = conv_block(x, "head")
     x = w.bn(w.conv(x, "embedding_gdc_conv", padding=0), "embedding_gdc_bn", eps)
@@ -155,7 +158,9 @@ def vargfacenet_forward(model, images):
         return w.prelu(x, f"{name}_pointwise_prelu") if act_pw else x
 
     def vargnet_block(x, name, channels, stride, factor, dim_match):
-        shortcut = x if dim_match else separable(x, f"{name}_shortcut", channels, stride, factor, False)
+        shortcut = (
+            x if dim_match else separable(x, f"{name}_shortcut", channels, stride, factor, False)
+        )
         out = separable(x, f"{name}_separable1", channels, stride, factor, True)
         out = separable(out, f"{name}_separable2", channels, 1, factor, False)
         out = w.se(out, name)
@@ -176,7 +181,10 @@ def vargfacenet_forward(model, images):
         x = branch_merge_block(x, f"stage{stage}_block1", channels)
         for unit in range(2, units + 1):
             x = vargnet_block(x, f"stage{stage}_block{unit}", channels, 1, 2, dim_match=True)
-    x = w.prelu(w.bn(w.conv(x, "embedding_expand_conv"), "embedding_expand_bn", eps), "embedding_expand_prelu")
+    x = w.prelu(
+        w.bn(w.conv(x, "embedding_expand_conv"), "embedding_expand_bn", eps),
+        "embedding_expand_prelu",
+    )
     x = w.conv(x, "embedding_group_conv", groups=1024 // 8, padding=0)
     x = w.bn(x, "embedding_group_bn", eps)
     x = w.bn(w.conv(x, "embedding_pointwise_conv"), "embedding_pointwise_bn", eps)

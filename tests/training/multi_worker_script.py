@@ -1,4 +1,4 @@
-"""One worker of a 2-process MultiWorkerMirroredStrategy run on localhost (TF_CONFIG is set by the test).
+"""One worker of a 2-process MultiWorkerMirroredStrategy run on localhost (TF_CONFIG: the test).
 
 Usage: python multi_worker_script.py OUTPUT.npz
 Trains the same few steps as replica_script.py (global batch 8 over the 2 workers) and
@@ -7,10 +7,10 @@ saves the losses and weights.
 
 import sys
 
-import numpy as np
-
 import keras
+import numpy as np
 import training_testing
+
 from keras_face import heads
 from keras_face import training
 

@@ -19,8 +19,8 @@ local_bn = sys.argv[3:] == ["local_bn"]
 training.configure_cpu_replicas(replicas)
 
 import keras  # noqa: E402
-
 import training_testing  # noqa: E402
+
 from keras_face import heads  # noqa: E402
 
 GLOBAL_BATCH = 8

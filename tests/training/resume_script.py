@@ -10,10 +10,10 @@ import os
 import signal
 import sys
 
-import numpy as np
-
 import keras
+import numpy as np
 import training_testing
+
 from keras_face import heads
 from keras_face import training
 
@@ -53,9 +53,7 @@ class Recorder(keras.callbacks.Callback):
 
 
 recorder = Recorder()
-model.fit(
-    dataset, epochs=EPOCHS, steps_per_epoch=STEPS, callbacks=[backup, recorder], verbose=0
-)
+model.fit(dataset, epochs=EPOCHS, steps_per_epoch=STEPS, callbacks=[backup, recorder], verbose=0)
 state_weights = {
     weight.path.replace("/", "__"): np.asarray(weight) for weight in head.non_trainable_weights
 }

@@ -20,7 +20,9 @@ def _load(path):
 
 def _kill_and_resume(tmp_path, head_name, kill_at_step):
     reference_path = tmp_path / "reference.npz"
-    training_testing.run_script("resume_script.py", tmp_path / "reference", reference_path, head_name)
+    training_testing.run_script(
+        "resume_script.py", tmp_path / "reference", reference_path, head_name
+    )
     run_dir = tmp_path / "interrupted"
     killed = training_testing.run_script(
         "resume_script.py", run_dir, tmp_path / "never.npz", head_name, kill_at_step, check=False
@@ -55,7 +57,9 @@ def test_sigkill_then_resume_equals_uninterrupted(tmp_path, head_name, kill_at_s
     assert state_keys, sorted(reference)
     for key in reference:
         if key.startswith("w") or key in state_keys:
-            np.testing.assert_allclose(resumed[key], reference[key], rtol=1e-6, atol=1e-7, err_msg=key)
+            np.testing.assert_allclose(
+                resumed[key], reference[key], rtol=1e-6, atol=1e-7, err_msg=key
+            )
 
 
 @pytest.fixture
@@ -70,7 +74,9 @@ def small_model():
 
 def test_backup_files_and_finished_state(tmp_path, small_model):
     images, labels = training_testing.identity_images(4, 4)
-    backup = training.BackupAndRestore(tmp_path / "backup", save_freq=3, keep=2, delete_on_finish=False)
+    backup = training.BackupAndRestore(
+        tmp_path / "backup", save_freq=3, keep=2, delete_on_finish=False
+    )
     dataset = training.make_training_dataset(images, labels, 4, epochs=2)
     small_model.fit(dataset, epochs=2, steps_per_epoch=4, callbacks=[backup], verbose=0)
     files = sorted(os.listdir(tmp_path / "backup"))
@@ -78,8 +84,11 @@ def test_backup_files_and_finished_state(tmp_path, small_model):
     assert files == ["ckpt-0000000007.weights.h5", "ckpt-0000000008.weights.h5", "latest.json"]
     state = training.read_backup_state(tmp_path / "backup")
     assert state == {
-        "epoch": 2, "step_in_epoch": 0, "global_step": 8,
-        "checkpoint": "ckpt-0000000008.weights.h5", "finished": True,
+        "epoch": 2,
+        "step_in_epoch": 0,
+        "global_step": 8,
+        "checkpoint": "ckpt-0000000008.weights.h5",
+        "finished": True,
     }
     # Running the same fit again restores the finished state and trains no further.
     before = [np.asarray(w).copy() for w in small_model.weights]
@@ -95,7 +104,10 @@ def test_backup_deleted_on_finish(tmp_path, small_model):
     backup = training.BackupAndRestore(tmp_path / "backup", save_freq=2)
     small_model.fit(
         training.make_training_dataset(images, labels, 4, epochs=1),
-        epochs=1, steps_per_epoch=4, callbacks=[backup], verbose=0,
+        epochs=1,
+        steps_per_epoch=4,
+        callbacks=[backup],
+        verbose=0,
     )
     assert os.listdir(tmp_path / "backup") == []
     assert backup.read_state() is None

@@ -46,7 +46,9 @@ def test_export_parity(format, input_dtype, embedding_model, images, tmp_path):
         pytest.importorskip("onnxruntime")
     model, path = embedding_model
     expected = model.predict(images.astype("float32"), verbose=0)
-    output = os.path.join(tmp_path, {"savedmodel": "saved", "tflite": "m.tflite", "onnx": "m.onnx"}[format])
+    output = os.path.join(
+        tmp_path, {"savedmodel": "saved", "tflite": "m.tflite", "onnx": "m.onnx"}[format]
+    )
     training.export_embedding_model(path, output, format=format, input_dtype=input_dtype)
     actual = training.run_exported(output, images)
     assert actual.shape == expected.shape == (5, 128)
@@ -60,9 +62,13 @@ def test_export_takes_the_training_model(embedding_model, images, tmp_path):
     model, _ = embedding_model
     training_model = training.build_training_model(model, heads.ArcFace(7))
     output = os.path.join(tmp_path, "from_training_model")
-    training.export_embedding_model(training_model, output, format="savedmodel", input_dtype="uint8")
+    training.export_embedding_model(
+        training_model, output, format="savedmodel", input_dtype="uint8"
+    )
     np.testing.assert_allclose(
-        training.run_exported(output, images), model.predict(images.astype("float32"), verbose=0), atol=1e-4
+        training.run_exported(output, images),
+        model.predict(images.astype("float32"), verbose=0),
+        atol=1e-4,
     )
 
 

@@ -63,19 +63,27 @@ def test_training_model_keras_round_trip(tmp_path, data):
     assert isinstance(restored, training.FaceTrainingModel)
     assert isinstance(restored.optimizer, training.L2SGD)
     np.testing.assert_allclose(
-        restored([images, labels], training=False), model([images, labels], training=False), atol=1e-6
+        restored([images, labels], training=False),
+        model([images, labels], training=False),
+        atol=1e-6,
     )
     assert float(restored.head.t) == pytest.approx(float(model.head.t))
     embedding_path = os.path.join(tmp_path, "embedding.keras")
     model.embedding_model.save(embedding_path)
     embedding = keras.saving.load_model(embedding_path)
-    np.testing.assert_allclose(embedding.predict(images, verbose=0), model.embedding_model.predict(images, verbose=0), atol=1e-6)
+    np.testing.assert_allclose(
+        embedding.predict(images, verbose=0),
+        model.embedding_model.predict(images, verbose=0),
+        atol=1e-6,
+    )
 
 
 def test_magface_regulariser_is_in_the_training_loss(data):
     images, labels = data
     keras.utils.set_random_seed(0)
-    model = training.build_training_model(training_testing.tiny_backbone(), heads.MagFace(NUM_CLASSES))
+    model = training.build_training_model(
+        training_testing.tiny_backbone(), heads.MagFace(NUM_CLASSES)
+    )
     model.compile(optimizer=keras.optimizers.SGD(0.0))  # learning rate 0: weights stay
     reported = model.train_on_batch([images, labels], labels, return_dict=True)["loss"]
     logits = model([images, labels], training=True)
@@ -102,7 +110,9 @@ def test_mixed_precision_training(precision, data):
     images, labels = data
     keras.utils.set_random_seed(0)
     with training.dtype_policy_scope(precision):
-        model = training.build_training_model(training_testing.tiny_backbone(), heads.ArcFace(NUM_CLASSES))
+        model = training.build_training_model(
+            training_testing.tiny_backbone(), heads.ArcFace(NUM_CLASSES)
+        )
         model.compile(optimizer=training.L2SGD(0.01))
     assert keras.config.dtype_policy().name == "float32"  # restored after the block
     assert model.get_layer("tiny").get_layer("conv").compute_dtype == precision.split("_")[1]
@@ -116,7 +126,9 @@ def test_mixed_precision_training(precision, data):
 
 def test_jit_compile(data):
     images, labels = data
-    model = training.build_training_model(training_testing.tiny_backbone(), heads.CurricularFace(NUM_CLASSES))
+    model = training.build_training_model(
+        training_testing.tiny_backbone(), heads.CurricularFace(NUM_CLASSES)
+    )
     model.compile(optimizer=training.L2SGD(0.01), jit_compile=True)
     assert model.jit_compile is True
     history = model.fit([images, labels], labels, batch_size=8, epochs=1, verbose=0)

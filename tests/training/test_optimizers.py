@@ -25,7 +25,9 @@ def run_keras(optimizer, steps=STEPS, start=(0.5, -1.0, 2.0)):
     return np.array(trajectory)
 
 
-def numpy_torch_sgd(lr, momentum, weight_decay, nesterov=False, steps=STEPS, start=(0.5, -1.0, 2.0)):
+def numpy_torch_sgd(
+    lr, momentum, weight_decay, nesterov=False, steps=STEPS, start=(0.5, -1.0, 2.0)
+):
     """torch.optim.SGD (dampening 0) transcribed from its documentation."""
     w = np.array(start, dtype="float64")
     buffer = None
@@ -64,12 +66,16 @@ def test_l2_sgd_matches_torch_optim_sgd():
 def test_coupled_and_decoupled_decay_agree_without_momentum_only():
     coupled = run_keras(training.build_optimizer("sgd", 0.1, momentum=0.0, weight_decay=5e-2))
     decoupled = run_keras(
-        training.build_optimizer("sgd", 0.1, momentum=0.0, weight_decay=5e-2, weight_decay_mode="decoupled")
+        training.build_optimizer(
+            "sgd", 0.1, momentum=0.0, weight_decay=5e-2, weight_decay_mode="decoupled"
+        )
     )
     np.testing.assert_allclose(coupled, decoupled, rtol=1e-5, atol=1e-6)
     coupled = run_keras(training.build_optimizer("sgd", 0.1, momentum=0.9, weight_decay=5e-2))
     decoupled = run_keras(
-        training.build_optimizer("sgd", 0.1, momentum=0.9, weight_decay=5e-2, weight_decay_mode="decoupled")
+        training.build_optimizer(
+            "sgd", 0.1, momentum=0.9, weight_decay=5e-2, weight_decay_mode="decoupled"
+        )
     )
     # With momentum the L2 term accumulates in the buffer: the paths part.
     assert np.abs(coupled[-1] - decoupled[-1]).max() > 1e-3
@@ -90,7 +96,9 @@ def test_exclude_from_weight_decay():
 
 
 def test_global_clipnorm():
-    optimizer = training.build_optimizer("sgd", 1.0, momentum=0.0, weight_decay=0.0, global_clipnorm=0.01)
+    optimizer = training.build_optimizer(
+        "sgd", 1.0, momentum=0.0, weight_decay=0.0, global_clipnorm=0.01
+    )
     path = run_keras(optimizer, steps=1)
     assert np.linalg.norm(path[0] - np.array([0.5, -1.0, 2.0])) == pytest.approx(0.01, rel=1e-4)
 

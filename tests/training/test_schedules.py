@@ -85,7 +85,9 @@ def test_schedule_errors():
 
 
 def test_build_schedule_from_epochs():
-    schedule = training.build_schedule(0.1, steps_per_epoch=100, epochs=20, name="poly", warmup_epochs=2)
+    schedule = training.build_schedule(
+        0.1, steps_per_epoch=100, epochs=20, name="poly", warmup_epochs=2
+    )
     assert schedule.total_steps == 2000 and schedule.warmup_steps == 200
     piecewise = training.build_schedule(0.1, 100, 30, name="piecewise", decay_epochs=[10, 20])
     assert piecewise.boundaries == [1000, 2000]

@@ -24,13 +24,23 @@ def test_stop_on_nan_says_where_and_what_to_try(tmp_path):
     backup = training.BackupAndRestore(tmp_path / "backup", save_freq=1, delete_on_finish=False)
     with pytest.raises(training.TrainingDivergedError) as error:
         model.fit(
-            [images, labels], labels, batch_size=8, epochs=3, shuffle=False, verbose=0,
+            [images, labels],
+            labels,
+            batch_size=8,
+            epochs=3,
+            shuffle=False,
+            verbose=0,
             callbacks=[backup, training.StopOnNaN(hint="The last backup is fine.")],
         )
     message = str(error.value)
     assert "the loss became nan at epoch 1/3, step 2/3 (optimizer step 2)" in message
     assert "learning rate 0.01" in message and "dtype policy float32" in message
-    for advice in ("lower the learning rate", "global_clipnorm", "check the data", "mixed_bfloat16"):
+    for advice in (
+        "lower the learning rate",
+        "global_clipnorm",
+        "check the data",
+        "mixed_bfloat16",
+    ):
         assert advice in message
     assert message.endswith("The last backup is fine.")
     assert int(model.optimizer.iterations) == 2  # stopped right there
@@ -43,7 +53,15 @@ def test_stop_on_nan_without_raising(capsys):
     model = training.build_training_model(training_testing.tiny_backbone(), heads.ArcFace(4))
     model.compile(optimizer=training.L2SGD(0.01))
     callback = training.StopOnNaN(raise_error=False)
-    model.fit([images, labels], labels, batch_size=8, epochs=2, shuffle=False, verbose=0, callbacks=[callback])
+    model.fit(
+        [images, labels],
+        labels,
+        batch_size=8,
+        epochs=2,
+        shuffle=False,
+        verbose=0,
+        callbacks=[callback],
+    )
     assert callback.where["epoch"] == 1 and callback.where["step"] == 2
     assert "Training diverged" in capsys.readouterr().out
 
@@ -53,5 +71,7 @@ def test_finite_training_is_untouched():
     model = training.build_training_model(training_testing.tiny_backbone(), heads.ArcFace(4))
     model.compile(optimizer=training.L2SGD(0.01))
     callback = training.StopOnNaN()
-    history = model.fit([images, labels], labels, batch_size=8, epochs=2, verbose=0, callbacks=[callback])
+    history = model.fit(
+        [images, labels], labels, batch_size=8, epochs=2, verbose=0, callbacks=[callback]
+    )
     assert len(history.history["loss"]) == 2 and callback.message is None

@@ -34,8 +34,10 @@ def test_check_global_batch_size():
 
 def test_cluster_size():
     assert strategy_module.cluster_size("") == 1
-    config = {"cluster": {"worker": ["localhost:1", "localhost:2"], "chief": ["localhost:3"]},
-              "task": {"type": "worker", "index": 0}}
+    config = {
+        "cluster": {"worker": ["localhost:1", "localhost:2"], "chief": ["localhost:3"]},
+        "task": {"type": "worker", "index": 0},
+    }
     assert strategy_module.cluster_size(json.dumps(config)) == 3
     assert strategy_module.cluster_size({"cluster": {"worker": ["a:1"]}}) == 1
     with pytest.raises(ValueError, match="TF_CONFIG is not valid JSON"):
@@ -65,7 +67,11 @@ def test_distribute_dataset_keeps_global_batches():
     distributed = training.distribute_dataset(dataset, training.get_strategy("default"))
     batches = [np.asarray(batch) for batch in distributed]
     assert [len(batch) for batch in batches] == [4, 4, 4]
-    policy = training.strategy.with_data_sharding(dataset).options().experimental_distribute.auto_shard_policy
+    policy = (
+        training.strategy.with_data_sharding(dataset)
+        .options()
+        .experimental_distribute.auto_shard_policy
+    )
     assert policy == tf.data.experimental.AutoShardPolicy.DATA
 
 
@@ -133,7 +139,11 @@ def test_two_workers_on_localhost(one_replica, tmp_path):
         tf_config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
         processes.append(
             subprocess.Popen(
-                [sys.executable, os.path.join(training_testing.HERE, "multi_worker_script.py"), str(outputs[index])],
+                [
+                    sys.executable,
+                    os.path.join(training_testing.HERE, "multi_worker_script.py"),
+                    str(outputs[index]),
+                ],
                 env=training_testing.script_environment(TF_CONFIG=tf_config),
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,

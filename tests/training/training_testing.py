@@ -13,7 +13,9 @@ IMAGE_SIZE = 16
 EMBEDDING_SIZE = 8
 
 
-def tiny_backbone(image_size=IMAGE_SIZE, embedding_size=EMBEDDING_SIZE, synchronized_bn=False, name="tiny"):
+def tiny_backbone(
+    image_size=IMAGE_SIZE, embedding_size=EMBEDDING_SIZE, synchronized_bn=False, name="tiny"
+):
     """Conv -> BN -> PReLU -> Dense -> BN backbone (raw 0..255 RGB in), a few thousand weights.
 
     `synchronized_bn=True` all-reduces the batch-norm statistics across replicas, so that

@@ -2,9 +2,9 @@
 
 `test_notebook_runs_in_fast_mode` executes every notebook top to bottom with
 `KERAS_FACE_FAST=1` (smaller data, fewer epochs), as continuous integration does (about
-four minutes for the six on an idle 2-core machine). The other tests only read the committed files: every code cell was executed,
-in order, by a full (not fast) run, without errors, and the notebook draws its figures and
-stays small.
+four minutes for the six on an idle 2-core machine). The other tests only read the
+committed files: every code cell was executed, in order, by a full (not fast) run,
+without errors, and the notebook draws its figures and stays small.
 """
 
 import pathlib
@@ -67,8 +67,7 @@ def test_committed_notebook_has_the_outputs_of_a_full_run(path):
     counts = [cell.execution_count for cell in code_cells]
     assert counts == list(range(1, len(code_cells) + 1))
     errors = [
-        output for cell in code_cells for output in cell.outputs
-        if output.output_type == "error"
+        output for cell in code_cells for output in cell.outputs if output.output_type == "error"
     ]
     assert errors == []
     text = _outputs_text(notebook)

@@ -1,0 +1,182 @@
+"""`Conv2D` against `keras.layers.Conv2D(groups=...)`: outputs, gradients, weight files.
+
+Runs on every backend (`KERAS_BACKEND=jax|torch pytest tests/models/test_conv2d.py`).
+The weight files in `tests/models/fixtures/` were written with `Conv2D` grouped layers,
+before `Conv2D` existed (`fixtures/make_legacy_fixtures.py`).
+"""
+
+import gzip
+import os
+import shutil
+
+import keras
+import numpy as np
+import pytest
+
+from keras_face import models
+from keras_face.models.conv2d import IMPLEMENTATIONS
+from keras_face.models.conv2d import select_implementation
+
+BACKEND = keras.backend.backend()
+FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures")
+
+# (input shape, filters, kernel, groups, strides, padding, use_bias, dilation)
+SHAPES = {
+    "mbf": ((9, 9, 16), 16, 3, 8, 1, "same", False, 1),
+    "vargfacenet_stride2": ((9, 9, 16), 32, 3, 2, 2, "valid", False, 1),
+    "whole_map_bias": ((5, 4, 32), 32, (5, 4), 4, 1, "valid", True, 1),
+    "multiplier_dilated": ((10, 10, 12), 36, 3, 3, 1, "same", False, 2),
+}
+
+
+def make_pair(shape_name, implementation, seed=0):
+    """A `Conv2D` and a `Conv2D` of one shape sharing random weights, and inputs."""
+    input_shape, filters, kernel, groups, strides, padding, use_bias, dilation = SHAPES[shape_name]
+    arguments = dict(
+        strides=strides, padding=padding, use_bias=use_bias, dilation_rate=dilation, groups=groups
+    )
+    reference = keras.layers.Conv2D(filters, kernel, **arguments)
+    layer = models.Conv2D(filters, kernel, implementation=implementation, **arguments)
+    batch_shape = (2,) + input_shape
+    reference.build(batch_shape)
+    layer.build(batch_shape)
+    rng = np.random.default_rng(seed)
+    weights = [rng.normal(0.0, 0.5, tuple(w.shape)).astype("float32") for w in reference.weights]
+    reference.set_weights(weights)
+    layer.set_weights(weights)
+    images = rng.normal(0.0, 1.0, batch_shape).astype("float32")
+    return reference, layer, images
+
+
+def output_and_gradients(layer, images, output_weights):
+    """Output, d(loss)/d(input) and d(loss)/d(kernel) of `sum(output * output_weights)`."""
+    if BACKEND == "tensorflow":
+        import tensorflow as tf
+
+        inputs = tf.constant(images)
+        with tf.GradientTape() as tape:
+            tape.watch(inputs)
+            outputs = layer(inputs)
+            loss = tf.reduce_sum(outputs * output_weights)
+        input_gradient, kernel_gradient = tape.gradient(loss, [inputs, layer.kernel])
+    elif BACKEND == "jax":
+        import jax
+
+        def loss(kernel, inputs):
+            variables = [kernel] + [v.value for v in layer.trainable_variables[1:]]
+            outputs, _ = layer.stateless_call(variables, [], inputs)
+            return (outputs * output_weights).sum(), outputs
+
+        (_, outputs), (kernel_gradient, input_gradient) = jax.value_and_grad(
+            loss, argnums=(0, 1), has_aux=True
+        )(layer.kernel.value, images)
+    else:
+        import torch
+
+        inputs = torch.tensor(images, requires_grad=True)
+        layer.kernel.value.grad = None
+        outputs = layer(inputs)
+        (outputs * torch.tensor(output_weights)).sum().backward()
+        input_gradient, kernel_gradient = inputs.grad, layer.kernel.value.grad
+    return [keras.ops.convert_to_numpy(t) for t in (outputs, input_gradient, kernel_gradient)]
+
+
+@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
+@pytest.mark.parametrize("shape_name", sorted(SHAPES))
+def test_outputs_and_gradients_equal_conv2d(shape_name, implementation):
+    reference, layer, images = make_pair(shape_name, implementation)
+    output_shape = tuple(reference.compute_output_shape((2,) + images.shape[1:]))
+    output_weights = np.random.default_rng(1).normal(size=output_shape).astype("float32")
+    expected = output_and_gradients(reference, images, output_weights)
+    actual = output_and_gradients(layer, images, output_weights)
+    assert actual[0].shape == output_shape
+    for name, got, want in zip(("output", "input gradient", "kernel gradient"), actual, expected):
+        scale = float(np.max(np.abs(want)))
+        assert scale > 0.1, name
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * scale, err_msg=name)
+
+
+def test_same_weights_and_parameter_count_as_conv2d():
+    reference, layer, _ = make_pair("whole_map_bias", "depthwise")
+    assert [tuple(w.shape) for w in layer.weights] == [tuple(w.shape) for w in reference.weights]
+    assert [w.name for w in layer.weights] == ["kernel", "bias"]
+    assert layer.count_params() == reference.count_params() == 5 * 4 * 8 * 32 + 32
+    assert models.count_parameters(keras.Sequential([keras.Input((5, 4, 32)), layer])) == 5152
+
+
+def test_select_implementation_by_backend_device_and_groups():
+    assert select_implementation(64, "tensorflow", False) == "depthwise"
+    assert select_implementation(40, "tensorflow", False) == "depthwise"
+    assert select_implementation(20, "tensorflow", False) == "dense"
+    assert select_implementation(64, "jax", False) == "dense"
+    assert select_implementation(64, "torch", False) == "native"
+    assert select_implementation(64, "tensorflow", True) == "native"
+    assert select_implementation(1, "tensorflow", False) == "native"
+
+
+def test_invalid_implementation_names_the_value():
+    with pytest.raises(ValueError, match="implementation='fast'"):
+        models.Conv2D(8, 3, groups=2, implementation="fast")
+
+
+def test_keras_round_trip(tmp_path):
+    _, layer, images = make_pair("mbf", "depthwise")
+    model = keras.Sequential([keras.Input(images.shape[1:]), layer])
+    path = str(tmp_path / "grouped.keras")
+    model.save(path)
+    restored = keras.saving.load_model(path)
+    restored_layer = restored.layers[-1]
+    assert isinstance(restored_layer, models.Conv2D)
+    assert restored_layer.get_config() == layer.get_config()
+    assert restored_layer.implementation == "depthwise"
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(restored(images)),
+        keras.ops.convert_to_numpy(model(images)),
+        rtol=1e-6,
+        atol=1e-6,
+    )
+
+
+def legacy_layers_model(layer_class):
+    """The architecture of `fixtures/grouped_layers.*`, built with `layer_class`."""
+    inputs = keras.Input((8, 8, 16), name="image")
+    x = layer_class(16, 3, padding="same", groups=8, use_bias=False, name="mbf_like")(inputs)
+    x = keras.layers.ZeroPadding2D(1, name="pad")(x)
+    x = layer_class(32, 3, strides=2, groups=2, use_bias=False, name="varg_like")(x)
+    x = layer_class(32, 4, groups=4, use_bias=True, name="whole_map")(x)
+    return keras.Model(inputs, x, name="grouped_layers")
+
+
+@pytest.mark.parametrize("file_name", ["grouped_layers.weights.h5", "grouped_layers.keras"])
+def test_weight_files_saved_with_conv2d_load(file_name):
+    saved = np.load(os.path.join(FIXTURES, "grouped_layers_io.npz"))
+    model = legacy_layers_model(models.Conv2D)
+    model.load_weights(os.path.join(FIXTURES, file_name))
+    outputs = keras.ops.convert_to_numpy(model(saved["images"]))
+    scale = float(np.max(np.abs(saved["outputs"])))
+    np.testing.assert_allclose(outputs, saved["outputs"], rtol=1e-5, atol=1e-5 * scale)
+
+
+def test_keras_file_saved_with_conv2d_loads():
+    saved = np.load(os.path.join(FIXTURES, "grouped_layers_io.npz"))
+    model = keras.saving.load_model(os.path.join(FIXTURES, "grouped_layers.keras"))
+    outputs = keras.ops.convert_to_numpy(model(saved["images"]))
+    np.testing.assert_allclose(outputs, saved["outputs"], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("family", ["mobilefacenet_mbf", "vargfacenet"])
+def test_backbone_weights_saved_before_conv2d_load(family, tmp_path):
+    if BACKEND == "jax" and family == "vargfacenet":
+        pytest.skip("VarGFaceNet's first JAX build compiles for minutes (see test_backends.py)")
+    saved = np.load(os.path.join(FIXTURES, f"{family}_io.npz"))
+    path = str(tmp_path / f"{family}.weights.h5")
+    with gzip.open(os.path.join(FIXTURES, f"{family}.weights.h5.gz"), "rb") as source:
+        with open(path, "wb") as target:
+            shutil.copyfileobj(source, target)
+    backbone = models.get(family, input_shape=saved["images"].shape[1:], embedding_size=16)
+    assert any(isinstance(layer, models.Conv2D) for layer in backbone.layers)
+    backbone.load_weights(path)
+    embeddings = keras.ops.convert_to_numpy(backbone(saved["images"], training=False))
+    scale = float(np.max(np.abs(saved["outputs"])))
+    assert scale > 0.01
+    np.testing.assert_allclose(embeddings, saved["outputs"], rtol=1e-4, atol=1e-4 * scale)
