@@ -36,7 +36,7 @@ def parse_arguments(argv=None):
     parser.add_argument("--steps", type=int, default=2, help="timed steps per round")
     parser.add_argument(
         "--implementations",
-        default="auto,depthwise,dense",
+        default="auto,grouped,depthwise,dense",
         help="comma-separated keras_face.models.Conv2D implementations",
     )
     return parser.parse_args(argv)

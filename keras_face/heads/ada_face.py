@@ -5,6 +5,7 @@ import math
 import keras
 from keras import ops
 
+from keras_face.heads import backend_ops
 from keras_face.heads.base import MarginHead
 from keras_face.heads.base import validate_positive
 
@@ -134,7 +135,7 @@ class AdaFace(MarginHead):
         return ops.stop_gradient(ops.clip(norms, *self.NORM_CLIP))
 
     def clipped_cosine(self, cosine):
-        return ops.clip(cosine, -1.0 + self.epsilon, 1.0 - self.epsilon)
+        return backend_ops.clip_values(cosine, -1.0 + self.epsilon, 1.0 - self.epsilon)
 
     def update_state(self, cosine, target_cosine, norms):
         mean, std, count = self.global_batch_moments(self.clipped_norm(norms))

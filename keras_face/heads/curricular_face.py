@@ -5,6 +5,7 @@ import math
 import keras
 from keras import ops
 
+from keras_face.heads import backend_ops
 from keras_face.heads.base import MarginHead
 from keras_face.heads.base import additive_angular_margin
 from keras_face.heads.base import safe_sine
@@ -111,9 +112,7 @@ class CurricularFace(MarginHead):
         )
         hard = cosine > ops.expand_dims(raw_target, 1)
         t = ops.stop_gradient(self.t.value)
-        # c (t + c) on hard negatives, c elsewhere, written as c * where(hard, t + c, 1):
-        # the same floats, one (B, C) product and one select fewer in the gradient.
-        return self.scale * (cosine * ops.where(hard, t + cosine, 1.0))
+        return backend_ops.reweight_hard_negatives(cosine, hard, t, self.scale)
 
     def target_logits(self, target_cosine, norms):
         return self.scale * additive_angular_margin(target_cosine, self.margin, "cosface")

@@ -12,6 +12,7 @@ from keras_face.models.counting import count_flops
 from keras_face.models.counting import count_parameters
 from keras_face.models.embedding import EMBEDDING_OUTPUTS
 from keras_face.models.embedding import apply_embedding_output
+from keras_face.models.embedding import check_embedding_backbone
 from keras_face.models.frozen_scale_batch_normalization import FrozenScaleBatchNormalization
 from keras_face.models.iresnet import build_iresnet
 from keras_face.models.iresnet import iresnet18
@@ -69,6 +70,7 @@ __all__ = [
     "FrozenScaleBatchNormalization",
     "Conv2D",
     "apply_embedding_output",
+    "check_embedding_backbone",
     "build_iresnet",
     "build_mobilefacenet",
     "count_flops",

@@ -16,16 +16,21 @@ count, outputs and gradients, and computes a grouped convolution as one of:
 - `"dense"`: one ordinary convolution with the block-diagonal kernel of shape
   `(kh, kw, in_channels, filters)` (zeros outside the groups, which get zero gradient):
   G times the work on the fastest kernel of all; worth it for a few groups.
+- `"grouped"`: on TensorFlow, `tf.nn.convolution` with the grouped kernel, called
+  directly: TensorFlow (2.16 and later, CPU and GPU) has a grouped convolution kernel, but
+  Keras' `ops.conv` always wraps grouped convolutions in an XLA-compiled function on this
+  backend. On the other backends it is `"native"`.
 - `"native"`: `keras.ops.conv` with the grouped kernel (`Conv2D`'s own computation),
   fastest where the backend has a grouped kernel (PyTorch, cuDNN on GPU).
 
 `"auto"` picks from measurements (`benchmarks/grouped_conv.py`, 2-core CPU, batch 8,
-forward + backward): native on the PyTorch backend and on GPUs; dense on JAX's CPU (XLA's
-CPU depthwise and grouped kernels are both slow: 0.97 s dense against 73 s native for the
-mbf shape); on TensorFlow's CPU dense up to 24 groups (VarGFaceNet's 8-channel groups at
-5 to 20 groups: 1.3x to 5x faster than depthwise) and depthwise beyond (mbf's 64 groups of
-2 channels: 111 ms depthwise, 298 ms dense, 64 s native; VarGFaceNet's 40 groups: 13 ms
-depthwise, 60 ms dense).
+forward + backward): `"grouped"` on TensorFlow (mbf's 64 groups of 2 channels at 56 x 56:
+73 ms against 177 ms depthwise, 252 ms dense and 64 s through `ops.conv`; VarGFaceNet's 40
+groups of 8 channels at 28 x 28: 62 ms against 228 ms depthwise and 658 ms dense; 10 groups
+at 14 x 14: 5.6 ms against 23 ms and 19 ms), falling back to the rule below where
+TensorFlow has no grouped kernel; native on the PyTorch backend and on GPUs; dense on JAX's
+CPU (XLA's CPU depthwise and grouped kernels are both slow: 0.97 s dense against 73 s
+native for the mbf shape); otherwise dense up to 24 groups and depthwise beyond.
 
 The class keeps Keras' name on purpose: Keras stores the weights of a model's layers in
 `.weights.h5` / `.keras` files under paths made from their class names (`conv2d`,
@@ -37,7 +42,7 @@ import functools
 
 import keras
 
-IMPLEMENTATIONS = ("auto", "depthwise", "dense", "native")
+IMPLEMENTATIONS = ("auto", "grouped", "depthwise", "dense", "native")
 # "auto" uses the block-diagonal dense kernel up to this many groups (G times the work;
 # measured crossover between 20 and 40 groups of 8 channels on CPU, TensorFlow and JAX).
 DENSE_MAX_GROUPS = 24
@@ -60,6 +65,26 @@ def _has_accelerator():
     return False
 
 
+@functools.cache
+def tensorflow_has_grouped_convolution():
+    """Whether `tf.nn.convolution` computes grouped convolutions on this installation.
+
+    TensorFlow 2.16 and later do on CPU and GPU; some older or non-x86 builds raise
+    "Grouped convolution is not supported" instead. Checked once on a tiny input.
+    """
+    # Lazy import: models/ must run on JAX and PyTorch without TensorFlow installed.
+    import tensorflow as tf
+
+    # Eagerly, even when first asked while a function is being traced.
+    with tf.init_scope():
+        try:
+            inputs = tf.zeros((1, 4, 4, 4))
+            tf.nn.convolution(inputs, tf.zeros((3, 3, 2, 4)), padding="SAME").numpy()
+        except (tf.errors.OpError, ValueError, TypeError):
+            return False
+    return True
+
+
 def select_implementation(groups, backend=None, accelerator=None):
     """The implementation `"auto"` uses for a grouped convolution.
 
@@ -70,17 +95,21 @@ def select_implementation(groups, backend=None, accelerator=None):
             the backend reports.
 
     Returns:
-        `"native"`, `"dense"` or `"depthwise"`.
+        `"grouped"`, `"native"`, `"dense"` or `"depthwise"`.
 
     Example:
         ```python
-        keras_face.models.conv2d.select_implementation(64, "tensorflow", False)
-        # "depthwise"
+        keras_face.models.conv2d.select_implementation(64, "jax", False)
+        # "dense"
         ```
     """
     backend = keras.backend.backend() if backend is None else backend
+    if groups == 1:
+        return "native"
+    if backend == "tensorflow" and tensorflow_has_grouped_convolution():
+        return "grouped"
     accelerator = _has_accelerator() if accelerator is None else accelerator
-    if groups == 1 or backend == "torch" or accelerator:
+    if backend == "torch" or accelerator:
         return "native"
     # XLA's CPU depthwise and grouped convolutions are both slow (mbf shape, forward +
     # backward: native 73 s, dense 0.97 s); TensorFlow's depthwise kernels are fast.
@@ -104,7 +133,7 @@ class Conv2D(keras.layers.Conv2D):
         kernel_size: int or (int, int).
         groups: int. Number of groups; the input channels must be divisible by it.
             Defaults to `1`.
-        implementation: str. `"auto"`, `"depthwise"`, `"dense"` or `"native"`;
+        implementation: str. `"auto"`, `"grouped"`, `"depthwise"`, `"dense"` or `"native"`;
             `"auto"` chooses per backend, device and group count
             (`select_implementation`). Defaults to `"auto"`.
         **kwargs: the other arguments of `keras.layers.Conv2D` (`strides`, `padding`,
@@ -136,14 +165,19 @@ class Conv2D(keras.layers.Conv2D):
         """The implementation this layer computes with (`"auto"` resolved)."""
         if self.data_format != "channels_last" or self.groups == 1:
             return "native"
-        if self.implementation == "auto":
-            return select_implementation(self.groups)
-        return self.implementation
+        implementation = self.implementation
+        if implementation == "auto":
+            implementation = select_implementation(self.groups)
+        if implementation == "grouped" and keras.backend.backend() != "tensorflow":
+            return "native"
+        return implementation
 
     def convolution_op(self, inputs, kernel):
         implementation = self.resolved_implementation()
         if implementation == "depthwise":
             return self._depthwise_sum(inputs, kernel)
+        if implementation == "grouped":
+            return self._tensorflow_grouped(inputs, kernel)
         if implementation == "dense":
             kernel = self._block_diagonal_kernel(kernel)
         return keras.ops.conv(
@@ -153,6 +187,20 @@ class Conv2D(keras.layers.Conv2D):
             padding=self.padding,
             dilation_rate=self.dilation_rate,
             data_format=self.data_format,
+        )
+
+    def _tensorflow_grouped(self, inputs, kernel):
+        """TensorFlow's grouped convolution kernel, without Keras' XLA wrapper."""
+        # Lazy import: "grouped" resolves to "native" on the other backends.
+        import tensorflow as tf
+
+        return tf.nn.convolution(
+            inputs,
+            kernel,
+            strides=list(self.strides),
+            padding=self.padding.upper(),
+            dilations=list(self.dilation_rate),
+            data_format="NHWC",
         )
 
     def _block_diagonal_kernel(self, kernel):

@@ -21,6 +21,36 @@ from keras_face.models.frozen_scale_batch_normalization import FrozenScaleBatchN
 EMBEDDING_OUTPUTS = ("E", "F", "J", "GAP", "GDC")
 
 
+def check_embedding_backbone(backbone):
+    """Check that `backbone` is a `keras.Model` from one image input to one embedding output.
+
+    Args:
+        backbone: the model to check.
+
+    Returns:
+        `backbone`, unchanged.
+
+    Raises:
+        ValueError: naming what `backbone` is instead.
+
+    Example:
+        ```python
+        backbone = keras_face.models.check_embedding_backbone(keras_face.models.iresnet18())
+        ```
+    """
+    if not isinstance(backbone, keras.Model):
+        raise ValueError(
+            "backbone must be a keras.Model from images to embeddings. "
+            f"Received: backbone={backbone!r}"
+        )
+    if len(backbone.inputs) != 1 or len(backbone.outputs) != 1:
+        raise ValueError(
+            "backbone must have one image input and one embedding output. "
+            f"Received: {len(backbone.inputs)} inputs, {len(backbone.outputs)} outputs"
+        )
+    return backbone
+
+
 def validate_embedding_output(output):
     """Return the canonical (upper-case) name of an embedding output option."""
     key = output.upper() if isinstance(output, str) else output

@@ -3,6 +3,7 @@
 import keras
 import tensorflow as tf
 
+from keras_face.models import check_embedding_backbone
 from keras_face.training import keras_compat
 
 
@@ -39,16 +40,7 @@ class FaceTrainingModel(keras.Model):
     """
 
     def __init__(self, backbone, head, **kwargs):
-        if not isinstance(backbone, keras.Model):
-            raise ValueError(
-                "backbone must be a keras.Model from images to embeddings. "
-                f"Received: backbone={backbone!r}"
-            )
-        if len(backbone.inputs) != 1 or len(backbone.outputs) != 1:
-            raise ValueError(
-                "backbone must have one image input and one embedding output. "
-                f"Received: {len(backbone.inputs)} inputs, {len(backbone.outputs)} outputs"
-            )
+        check_embedding_backbone(backbone)
         image_spec = backbone.inputs[0]
         image = keras.Input(shape=tuple(image_spec.shape[1:]), dtype=image_spec.dtype, name="image")
         label = keras.Input(shape=(), dtype="int32", name="label")

@@ -3,6 +3,7 @@
 import keras
 import numpy as np
 
+from keras_face.models import check_embedding_backbone
 from keras_face.uncertainty.vmf import check_values
 from keras_face.uncertainty.vmf import mutual_likelihood_score
 from keras_face.uncertainty.vmf import unit_vectors
@@ -10,20 +11,6 @@ from keras_face.uncertainty.vmf import unit_vectors
 # Prefix of the layers `keras_face.models.apply_embedding_output` adds after the last
 # feature map (`embedding_bn`, `embedding_gdc_conv`, ...).
 EMBEDDING_LAYER_PREFIX = "embedding_"
-
-
-def _validate_backbone(backbone):
-    if not isinstance(backbone, keras.Model):
-        raise ValueError(
-            "backbone must be a keras.Model from images to embeddings. "
-            f"Received: backbone={backbone!r}"
-        )
-    if len(backbone.inputs) != 1 or len(backbone.outputs) != 1:
-        raise ValueError(
-            "backbone must have one image input and one embedding output. "
-            f"Received: {len(backbone.inputs)} inputs, {len(backbone.outputs)} outputs"
-        )
-    return backbone
 
 
 def _feature_map(backbone, feature_layer):
@@ -70,7 +57,7 @@ def feature_and_embedding_model(backbone, feature_layer=None):
         feature_maps, embeddings = features.predict(images)  # (N, 2, 2, 512), (N, 128)
         ```
     """
-    backbone = _validate_backbone(backbone)
+    backbone = check_embedding_backbone(backbone)
     feature_map = _feature_map(backbone, feature_layer)
     return keras.Model(
         backbone.inputs[0],

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from keras_face import models
+from keras_face.models import conv2d
 from keras_face.models.conv2d import IMPLEMENTATIONS
 from keras_face.models.conv2d import select_implementation
 
@@ -104,14 +105,35 @@ def test_same_weights_and_parameter_count_as_conv2d():
     assert models.count_parameters(keras.Sequential([keras.Input((5, 4, 32)), layer])) == 5152
 
 
-def test_select_implementation_by_backend_device_and_groups():
+def test_select_implementation_by_backend_device_and_groups(monkeypatch):
+    # TensorFlow's own grouped kernel wherever it has one (TF >= 2.16, CPU and GPU).
+    assert select_implementation(64, "tensorflow", False) == "grouped"
+    assert select_implementation(64, "tensorflow", True) == "grouped"
+    assert select_implementation(64, "jax", False) == "dense"
+    assert select_implementation(64, "torch", False) == "native"
+    assert select_implementation(1, "tensorflow", False) == "native"
+    # A TensorFlow build without a grouped kernel falls back to the measured rule.
+    monkeypatch.setattr(conv2d, "tensorflow_has_grouped_convolution", lambda: False)
     assert select_implementation(64, "tensorflow", False) == "depthwise"
     assert select_implementation(40, "tensorflow", False) == "depthwise"
     assert select_implementation(20, "tensorflow", False) == "dense"
-    assert select_implementation(64, "jax", False) == "dense"
-    assert select_implementation(64, "torch", False) == "native"
     assert select_implementation(64, "tensorflow", True) == "native"
-    assert select_implementation(1, "tensorflow", False) == "native"
+
+
+def test_tensorflow_has_a_grouped_kernel():
+    tf = pytest.importorskip("tensorflow")
+    # First asked while a function is traced (as export does): still probed eagerly.
+    conv2d.tensorflow_has_grouped_convolution.cache_clear()
+    answers = []
+    tf.function(lambda: answers.append(conv2d.tensorflow_has_grouped_convolution()))()
+    assert answers == [True]
+    assert conv2d.tensorflow_has_grouped_convolution()
+
+
+def test_grouped_is_native_on_other_backends():
+    layer = models.Conv2D(8, 3, groups=2, implementation="grouped")
+    expected = "grouped" if BACKEND == "tensorflow" else "native"
+    assert layer.resolved_implementation() == expected
 
 
 def test_invalid_implementation_names_the_value():
