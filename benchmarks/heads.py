@@ -32,7 +32,7 @@ rates computed from CPU time are the fairer ones.
     # The issue-9 measurement: every head at s = 64 against the plain TensorFlow step.
     KERAS_BACKEND=tensorflow python benchmarks/heads.py --classes 50000 --scale 64 \
         --modes graph --repeats 15 --steps 1 \
-        --heads normface arcface cosface magface adaface curricularface
+        --heads normface arcface cosface magface adaface curricularface subcenterarcface
 """
 
 import argparse

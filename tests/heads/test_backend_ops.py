@@ -2,6 +2,7 @@
 
 import keras
 import numpy as np
+import pytest
 
 from keras_face.heads import backend_ops
 
@@ -52,3 +53,47 @@ def test_max_last_axis_shares_the_gradient_of_exact_ties():
 def test_max_last_axis_of_an_empty_batch_is_empty():
     values = np.zeros((0, 4, 3), "float32")
     assert tuple(keras.ops.shape(backend_ops.max_last_axis(values))) == (0, 4)
+
+
+def test_clip_values_passes_the_gradient_inside_the_bounds_only():
+    values = np.array([[-1.0, -0.9985, -0.5, 0.0, 0.9985, 0.9995, 1.0]], "float32")
+    weights = np.array([[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0]], "float32")
+    low, high = -0.999, 0.999
+    clipped = keras.ops.convert_to_numpy(backend_ops.clip_values(values, low, high))
+    np.testing.assert_array_equal(clipped, np.clip(values, np.float32(low), np.float32(high)))
+    gradient = _gradient_of_weighted_sum(
+        lambda v: backend_ops.clip_values(v, low, high), values, weights
+    )
+    np.testing.assert_array_equal(gradient, [[0.0, 2.0, 3.0, 4.0, 5.0, 0.0, 0.0]])
+
+
+@pytest.mark.skipif(
+    keras.backend.backend() != "tensorflow", reason="TensorFlow's own clip gradient"
+)
+def test_clip_values_gradient_at_the_bounds_is_tensorflows():
+    # `tf.clip_by_value` passes the whole gradient at a bound (JAX's clip: half).
+    values = np.array([[-0.5, 0.5, 0.25]], "float32")
+    gradient = _gradient_of_weighted_sum(
+        lambda v: backend_ops.clip_values(v, -0.5, 0.5), values, np.ones_like(values)
+    )
+    np.testing.assert_array_equal(gradient, [[1.0, 1.0, 1.0]])
+
+
+def test_reweight_hard_negatives_value_and_gradient():
+    rng = np.random.default_rng(5)
+    cosine = rng.uniform(-1, 1, size=(3, 6)).astype("float32")
+    threshold = rng.uniform(-0.5, 0.5, size=(3, 1)).astype("float32")
+    hard = cosine > threshold
+    weights = rng.normal(size=(3, 6)).astype("float32")
+    t, scale = np.float32(0.3), 30.0
+
+    def reweight(values):
+        return backend_ops.reweight_hard_negatives(values, hard, t, scale)
+
+    logits = keras.ops.convert_to_numpy(reweight(keras.ops.convert_to_tensor(cosine)))
+    c = cosine.astype(np.float64)
+    expected = np.where(hard, scale * c * (t + c), scale * c)
+    np.testing.assert_allclose(logits, expected, rtol=1e-6, atol=1e-6 * scale)
+    gradient = _gradient_of_weighted_sum(reweight, cosine, weights)
+    expected_gradient = weights * np.where(hard, scale * (t + 2.0 * c), scale)
+    np.testing.assert_allclose(gradient, expected_gradient, rtol=1e-6, atol=1e-6 * scale)
