@@ -295,7 +295,9 @@ class IndexedSource:
         return str(key)
 
     def forget(self, positions):
-        pass
+        # Nothing to release: keys are recomputed from `order`, which lives for one pass
+        # (a streaming source drops the keys it kept for delivered positions here).
+        return None
 
     def chunks(self, tracker):
         # Dataset.range + py_function rather than Dataset.from_generator: the generator op

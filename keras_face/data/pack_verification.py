@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 
 from keras_face.data.image_codec import decode_image
 from keras_face.data.recordio_dataset import RecordIOImagePack
+from keras_face.data.recordio_dataset import property_path_of
 
 _HASHES_BY_LENGTH = {32: "md5", 40: "sha1", 64: "sha256"}
 _DECODE_BLOCK = 4096
@@ -285,7 +286,7 @@ def verify_recordio_pack(
             report.num_images = pack.num_images
             report.num_classes = int(pack.num_classes)
             report.image_shape = pack.image_shape
-            property_path = os.path.join(os.path.dirname(os.path.abspath(path)), "property")
+            property_path = property_path_of(path)
             report.property_path = property_path if os.path.isfile(property_path) else None
             if pack.num_images:
                 report.label_range = (int(pack.labels.min()), int(pack.labels.max()))

@@ -42,7 +42,6 @@ __all__ = [
     "DEFAULT_CHUNK_SIZE",
     "IndexedSource",
     "as_class_ids",
-    "build_image_dataset",
     "decode_payload_image",
     "read_source",
 ]
@@ -210,22 +209,6 @@ def read_source(source, options=None, **option_overrides):
         class_names=getattr(source, "class_names", None),
         layout=getattr(source, "layout", None),
     )
-
-
-def build_image_dataset(source, options=None, **option_overrides):
-    """Returns just the `tf.data.Dataset` of `read_source` (for internal readers).
-
-    Args:
-        source: a `keras_face.data.ImageSource`.
-        options: `keras_face.data.ReadOptions` or `None`. Defaults to `None`.
-        **option_overrides: fields of `ReadOptions` that replace those of `options`.
-
-    Example:
-        ```python
-        dataset = build_image_dataset(source, batch_size=256, strict=True)
-        ```
-    """
-    return _build(source, resolve_options(options, option_overrides))[0]
 
 
 def _build(source, options):

@@ -46,6 +46,23 @@ from keras_face.data.recordio import unpack_header
 LAYOUTS = ("auto", "insightface", "plain")
 
 
+def property_path_of(rec_path):
+    """The `property` file of a pack: beside its `.rec`, whatever the `.rec` is called.
+
+    Args:
+        rec_path: str or path-like. The `.rec` file.
+
+    Returns:
+        str, the absolute path of the pack's `property` file (which may not exist).
+
+    Example:
+        ```python
+        keras_face.data.recordio_dataset.property_path_of("faces_emore/train.rec")
+        ```
+    """
+    return os.path.join(os.path.dirname(os.path.abspath(rec_path)), "property")
+
+
 def _read_property(rec_path):
     """Returns `(path, num_classes, (height, width), image_count or None)`, or `None`.
 
@@ -53,7 +70,7 @@ def _read_property(rec_path):
     and keras_face), or that line followed by a second holding the image count (the
     `RecBuilder` of insightface's python package writes `"N,112,112\nM\n"`).
     """
-    path = os.path.join(os.path.dirname(os.path.abspath(rec_path)), "property")
+    path = property_path_of(rec_path)
     if not os.path.isfile(path):
         return None
     with open(path) as file:
@@ -355,7 +372,7 @@ def read_recordio(path, options=None, *, layout="auto", index_path="auto", **opt
 
 
 def _write_property(rec_path, num_classes, image_shape):
-    path = os.path.join(os.path.dirname(os.path.abspath(rec_path)), "property")
+    path = property_path_of(rec_path)
     with open(path, "w") as file:
         file.write(f"{num_classes},{image_shape[0]},{image_shape[1]}")
     return path

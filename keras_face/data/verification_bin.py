@@ -33,7 +33,7 @@ from keras_face.data.image_codec import check_quality
 from keras_face.data.image_codec import to_encoded
 from keras_face.data.image_codec import try_image_size_of
 from keras_face.data.pipeline import IndexedSource
-from keras_face.data.pipeline import build_image_dataset
+from keras_face.data.pipeline import read_source
 from keras_face.data.read_options import DEFAULT_JPEG_DCT_METHOD
 from keras_face.errors import DataError
 
@@ -383,14 +383,14 @@ def read_bin(
                 f"resize them. Received: image_size={image_size!r}"
             )
         image_size = sizes.pop() if sizes else None
-    dataset = build_image_dataset(
+    dataset = read_source(
         _BinSource(path, encoded),
         batch_size=256,
         image_size=image_size,
         strict=strict,
         stats=stats,
         jpeg_dct_method=jpeg_dct_method,
-    )
+    ).dataset
     # Filled in place (a 12,000-image LFW file is 450 MB as uint8): no second full copy.
     decoded = None
     present = np.zeros(len(encoded), dtype=bool)

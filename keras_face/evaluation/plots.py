@@ -6,7 +6,12 @@ from keras_face.evaluation.roc import DEFAULT_FARS
 from keras_face.evaluation.roc import roc_curve
 
 
-def _new_axes(ax, figsize):
+def figure_and_axes(ax, figsize):
+    """`(figure, ax)`: the given Axes and its figure, or a new one-Axes figure of `figsize`.
+
+    A `matplotlib.figure.Figure` rather than `pyplot.figure`: no global state, nothing
+    shown or kept alive by pyplot. Matplotlib is imported on first use.
+    """
     if ax is not None:
         return ax.figure, ax
     from matplotlib.figure import Figure
@@ -68,7 +73,7 @@ def plot_roc(results, log_scale=True, fars=DEFAULT_FARS, title="ROC", ax=None, f
     curves = {"": results} if _is_single_curve(results) else dict(results)
     if not curves:
         raise ValueError("`results` must hold at least one curve. Received: results={}")
-    figure, ax = _new_axes(ax, figsize)
+    figure, ax = figure_and_axes(ax, figsize)
     for name, result in curves.items():
         fpr, tpr = _as_curve(result)
         ax.plot(fpr, tpr, linewidth=1.5, label=name or None)
@@ -125,7 +130,7 @@ def plot_score_distribution(
             "`scores` and `issame` must be 1-D of the same length. "
             f"Received: scores.shape={scores.shape}, issame.shape={issame.shape}"
         )
-    figure, ax = _new_axes(ax, figsize)
+    figure, ax = figure_and_axes(ax, figsize)
     low, high = float(np.min(scores)), float(np.max(scores))
     if high <= low:
         low, high = low - 0.5, high + 0.5

@@ -25,7 +25,8 @@ import math
 import typing
 
 import numpy as np
-from matplotlib.figure import Figure
+
+from keras_face.evaluation.plots import figure_and_axes
 
 
 class ErrorVersusDiscard(typing.NamedTuple):
@@ -330,10 +331,7 @@ def plot_error_versus_discard(
             "curves must be an ErrorVersusDiscard or a non-empty dict of them. "
             f"Received: curves={curves!r}"
         )
-    if ax is None:
-        figure = Figure(figsize=figsize, layout="constrained")
-        ax = figure.add_subplot(1, 1, 1)
-    figure = ax.figure
+    figure, ax = figure_and_axes(ax, figsize)
     limit = discard_limit
     if limit is None:
         limit = max(curve.discard_limit for curve in curves.values())

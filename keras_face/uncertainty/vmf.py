@@ -413,6 +413,10 @@ def concrete_values(x):
         return None
     try:
         return np.asarray(ops.convert_to_numpy(x))
+    # What "no values yet" raises: a symbolic TensorFlow tensor NotImplementedError or
+    # AttributeError (no `.numpy()` in a graph), a JAX tracer TypeError
+    # (TracerArrayConversionError), a PyTorch tensor under `torch.func`/compile
+    # RuntimeError, and other traced objects ValueError.
     except (TypeError, ValueError, NotImplementedError, RuntimeError, AttributeError):
         return None
 
