@@ -12,6 +12,8 @@
 - `load_config`, `CONFIG_SCHEMA`, `ConfigOption`: configurations (one schema holds every
   option's default, type, bound and doc) and `default_config_yaml`,
   `config_options_markdown` generated from it.
+- `training_method`, `TrainingMethod`, `TRAINING_METHODS`: what `training.method`
+  selects (classification, distillation, ...) and how a method plugs into `train`.
 - `train` and its steps, in order: `prepare_run`, `load_training_data`,
   `count_steps_per_epoch`, `compile_training_model`, `build_backup`, `build_callbacks`,
   `fit`, `collect_results`, `evaluate`, `write_run_folder`.
@@ -72,6 +74,10 @@ from keras_face.training.training_curves import plot_training_curves
 from keras_face.training.training_data import TrainingData
 from keras_face.training.training_data import count_steps_per_epoch
 from keras_face.training.training_data import load_training_data
+from keras_face.training.training_methods import TRAINING_METHODS
+from keras_face.training.training_methods import TrainingMethod
+from keras_face.training.training_methods import build_classifier
+from keras_face.training.training_methods import training_method
 
 __all__ = [
     "ARGUMENT_SECTIONS",
@@ -89,13 +95,16 @@ __all__ = [
     "RunSetup",
     "SoftmaxHead",
     "StopOnNaN",
+    "TRAINING_METHODS",
     "TrainingData",
     "TrainingDivergedError",
+    "TrainingMethod",
     "WarmupPiecewiseConstantDecay",
     "WarmupPolynomialDecay",
     "as_training_pairs",
     "build_backbone",
     "build_backup",
+    "build_classifier",
     "build_callbacks",
     "build_default_config",
     "build_head",
@@ -126,5 +135,6 @@ __all__ = [
     "run_exported",
     "summary_line",
     "train",
+    "training_method",
     "write_run_folder",
 ]

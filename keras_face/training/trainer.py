@@ -35,7 +35,6 @@ from keras_face.training.config import dump_config
 from keras_face.training.config import head_factory
 from keras_face.training.config import load_config
 from keras_face.training.embedding_model_checkpoint import EmbeddingModelCheckpoint
-from keras_face.training.face_training_model import FaceTrainingModel
 from keras_face.training.learning_rate_logger import LearningRateLogger
 from keras_face.training.optimizers import build_optimizer
 from keras_face.training.optimizers import build_schedule
@@ -50,6 +49,7 @@ from keras_face.training.strategy import get_strategy
 from keras_face.training.strategy import is_chief
 from keras_face.training.training_data import count_steps_per_epoch
 from keras_face.training.training_data import load_training_data
+from keras_face.training.training_methods import training_method
 
 
 def train(config=None, output_dir=None, overrides=(), backbone=None, progress=True):
@@ -253,7 +253,9 @@ def compile_training_model(config, num_classes, steps_per_epoch, strategy, backb
             Defaults to `None`.
 
     Returns:
-        A compiled `FaceTrainingModel` (`model.embedding_model` is the backbone).
+        The compiled training model of `training.method` (see
+        `keras_face.training.training_methods`): a `FaceTrainingModel` for
+        classification; `model.embedding_model` is what the run evaluates and saves.
 
     Example:
         ```python
@@ -264,7 +266,8 @@ def compile_training_model(config, num_classes, steps_per_epoch, strategy, backb
     training = config["training"]
     with dtype_policy_scope(training["mixed_precision"]), strategy.scope():
         backbone = backbone if backbone is not None else build_backbone(config)
-        model = FaceTrainingModel(backbone, build_head(config, num_classes))
+        method = training_method(training["method"])
+        model = method.build_model(config, backbone, build_head(config, num_classes))
         optimizer_settings = dict(config["optimizer"])
         learning_rate = optimizer_settings.pop("learning_rate")
         with _as_config_error():

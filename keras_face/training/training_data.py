@@ -6,6 +6,7 @@ from keras_face import data as face_data
 from keras_face.errors import ConfigError
 from keras_face.training.datasets import as_training_pairs
 from keras_face.training.datasets import make_training_dataset
+from keras_face.training.training_methods import training_method
 
 HELDOUT_NAME = "heldout"
 # Identity ids of the synthetic held-out set start here, far from the training ids.
@@ -48,7 +49,9 @@ def load_training_data(config, global_batch, progress=True):
 
     Synthetic data renders the training and held-out identities and draws the held-out
     pairs; `.rec` and folder data are read with the reader of `data.source`. The `.bin`
-    files of `data.verification` are added to the verification sets.
+    files of `data.verification` are added to the verification sets. A
+    `training.method` that reads more than `(image, label)` batches adapts the result
+    (`TrainingMethod.adapt_data`).
 
     Args:
         config: dict. A validated configuration.
@@ -88,7 +91,8 @@ def load_training_data(config, global_batch, progress=True):
             f" in {data['path'] or 'the synthetic set'}). Fix data.num_classes or the data. "
             f"Received: data.num_classes={expected}"
         )
-    return training_data
+    method = training_method(config["training"]["method"])
+    return method.adapt_data(config, training_data, global_batch)
 
 
 def _synthetic_data(config, global_batch, progress):
