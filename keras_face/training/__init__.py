@@ -1,7 +1,8 @@
 """Training: model assembly, optimizers and schedules, distribution, callbacks, export.
 
 - `FaceTrainingModel` / `build_training_model`: `[image, label] -> logits`, with the
-  backbone as the (shared) embedding model.
+  backbone as the (shared) embedding model; `TrainingModel`, the base of every training
+  model (what `fit` needs under a `tf.distribute` strategy).
 - `L2SGD`, `build_optimizer`, `WarmupPolynomialDecay`, `WarmupPiecewiseConstantDecay`,
   `build_schedule`: the references' optimizers and schedules.
 - `get_strategy`, `check_global_batch_size`, `distribute_dataset`,
@@ -78,6 +79,7 @@ from keras_face.training.training_methods import TRAINING_METHODS
 from keras_face.training.training_methods import TrainingMethod
 from keras_face.training.training_methods import build_classifier
 from keras_face.training.training_methods import training_method
+from keras_face.training.training_model import TrainingModel
 
 __all__ = [
     "ARGUMENT_SECTIONS",
@@ -99,6 +101,7 @@ __all__ = [
     "TrainingData",
     "TrainingDivergedError",
     "TrainingMethod",
+    "TrainingModel",
     "WarmupPiecewiseConstantDecay",
     "WarmupPolynomialDecay",
     "as_training_pairs",

@@ -1,14 +1,13 @@
 """The training model: backbone + head, inputs `[image, label]`, output logits."""
 
 import keras
-import tensorflow as tf
 
 from keras_face.models import check_embedding_backbone
-from keras_face.training import keras_compat
+from keras_face.training.training_model import TrainingModel
 
 
 @keras.saving.register_keras_serializable(package="keras_face")
-class FaceTrainingModel(keras.Model):
+class FaceTrainingModel(TrainingModel):
     """Functional model `[image, label] -> logits` over a backbone and a margin head.
 
     The backbone (images to embeddings) is a sub-model: `model.embedding_model` *is* the
@@ -50,9 +49,7 @@ class FaceTrainingModel(keras.Model):
         super().__init__(inputs=[image, label], outputs=logits, **kwargs)
         self.backbone = backbone
         self.head = head
-        if keras_compat.distribute_strategy_of(self) is not None:
-            # The workarounds below run under a strategy only.
-            keras_compat.check_keras_version()
+        self.check_strategy_support()
 
     @property
     def embedding_model(self):
@@ -74,76 +71,6 @@ class FaceTrainingModel(keras.Model):
         if metrics is None:
             metrics = [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
         super().compile(optimizer=optimizer, loss=loss, metrics=metrics, **kwargs)
-
-    # The private names of Keras and TensorFlow used below live in `keras_compat`, each
-    # pinned by a test (tests/training/test_keras_compat.py) and verified on the Keras
-    # versions of `keras_compat.VERIFIED_KERAS_VERSIONS`.
-
-    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
-        # Overrides Keras's hook (`keras_compat.SYMBOLIC_BUILD_HOOK`). Under a
-        # tf.distribute strategy, Keras (3.15) builds the metrics and the loss from the
-        # shapes of a real batch, which it first averages across replicas with
-        # `strategy.reduce`; under MultiWorkerMirroredStrategy that reduce fails
-        # ("Attempt to convert a value (PerReplica...) to a Tensor"). The shapes and
-        # dtypes are known from the model's inputs: `((image, label), label)`.
-        if keras_compat.distribute_strategy_of(self) is None:
-            return
-        image, label = self.inputs
-        with self.distribute_strategy.scope():
-            keras_compat.symbolic_build(self, data_batch=((image, label), label))
-
-    def _multi_worker(self):
-        return keras_compat.in_multi_worker_mode(keras_compat.distribute_strategy_of(self))
-
-    def _as_multi_worker_logs(self, logs):
-        # Keras (3.15) averages the step's logs across workers with
-        # `strategy.reduce("MEAN", value, axis=0)`, which fails on scalars ("Invalid
-        # reduction dimension 0 for input with 0 dimensions", tensorflow#72388). Give
-        # every value a leading axis of 1: the reduction then returns the mean scalar.
-        if not self._multi_worker():
-            return logs
-        return {name: keras.ops.reshape(value, (1,)) for name, value in logs.items()}
-
-    def train_step(self, *args, **kwargs):
-        logs = super().train_step(*args, **kwargs)
-        self._synchronize_moving_statistics()
-        return self._as_multi_worker_logs(logs)
-
-    def _synchronize_moving_statistics(self):
-        # Under a tf.distribute strategy each replica updates the batch-norm moving
-        # statistics from its own part of the global batch, and Keras (3.15) keeps those
-        # per-replica copies apart: after training the replicas hold different moving
-        # statistics, the saved model holds the first replica's, and `predict` under the
-        # strategy mixes them. Average them across replicas after every step (one small
-        # all-reduce), as the mean aggregation of tf.keras 2 did: every replica then holds
-        # the same statistics, whose moving mean is the moving average of the global
-        # batch means. Layers with `synchronized=True` already agree.
-        strategy = keras_compat.distribute_strategy_of(self)
-        if strategy is None or strategy.num_replicas_in_sync == 1:
-            return
-        context = tf.distribute.get_replica_context()
-        if context is None:
-            return
-        variables = self._replica_local_statistics()
-        if not variables:
-            return
-        averaged = context.all_reduce("mean", [variable.value for variable in variables])
-        for variable, value in zip(variables, averaged):
-            variable.assign(value)
-
-    def _replica_local_statistics(self):
-        variables = []
-        for layer in keras_compat.nested_layers(self):
-            if isinstance(layer, keras.layers.BatchNormalization) and not layer.synchronized:
-                variables.extend(
-                    variable
-                    for variable in (layer.moving_mean, layer.moving_variance)
-                    if variable is not None
-                )
-        return variables
-
-    def test_step(self, *args, **kwargs):
-        return self._as_multi_worker_logs(super().test_step(*args, **kwargs))
 
     def compile_from_config(self, config):
         # `compile` only adds defaults, so a saved compile config replays through it.

@@ -82,8 +82,9 @@ def test_distribute_strategy_is_the_creation_scope(monkeypatch):
 
 def test_symbolic_build_hook_is_called_before_fit_and_evaluate():
     # `Model._maybe_symbolic_build(iterator=None, data_batch=None)`: the TensorFlow trainer
-    # calls it before running steps; FaceTrainingModel overrides it.
-    assert keras_compat.SYMBOLIC_BUILD_HOOK in vars(training.FaceTrainingModel)
+    # calls it before running steps; TrainingModel overrides it.
+    assert keras_compat.SYMBOLIC_BUILD_HOOK in vars(training.TrainingModel)
+    assert issubclass(training.FaceTrainingModel, training.TrainingModel)
     hook = getattr(keras.Model, keras_compat.SYMBOLIC_BUILD_HOOK)
     parameters = inspect.signature(hook).parameters
     assert list(parameters) == ["self", "iterator", "data_batch"]
