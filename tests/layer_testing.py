@@ -15,7 +15,15 @@ import numpy as np
 
 
 def _to_numpy(x):
+    # A layer with several outputs (a list) gives them concatenated, flattened.
+    if isinstance(x, (list, tuple)):
+        return np.concatenate([np.ravel(keras.ops.convert_to_numpy(part)) for part in x])
     return keras.ops.convert_to_numpy(x)
+
+
+def _dtypes(x):
+    parts = x if isinstance(x, (list, tuple)) else [x]
+    return {keras.backend.standardize_dtype(part.dtype) for part in parts}
 
 
 def _build_model(layer, inputs):
@@ -52,6 +60,7 @@ def run_layer_test(
     run_fit=True,
     run_mixed_precision=True,
     run_saving=True,
+    mixed_output_dtype="float32",
     expected_num_trainable_weights=None,
     expected_num_non_trainable_weights=None,
 ):
@@ -70,6 +79,10 @@ def run_layer_test(
             the float32 outputs (same weights). `None`: 1e-5 + 1e-5 * max |output|.
         training_for_outputs: bool. The `training` flag of the compared calls.
         run_fit, run_mixed_precision, run_saving: switch parts off.
+        mixed_output_dtype: str. Output dtype under the mixed policies: `"float32"`
+            (heads: float32 logits) or `"compute"` (intermediate layers: the policy's
+            compute dtype, compared with a tolerance of that precision). Defaults to
+            `"float32"`.
         expected_num_trainable_weights: int or `None`. Number of trainable weights of
             the built layer (as keras-hub's `run_layer_test`); `None` skips the check.
         expected_num_non_trainable_weights: int or `None`. Number of non-trainable
@@ -91,7 +104,7 @@ def run_layer_test(
     _check_weight_counts(layer, expected_num_trainable_weights, expected_num_non_trainable_weights)
     if expected_output_shape is not None:
         assert tuple(eager.shape) == tuple(expected_output_shape)
-    assert keras.backend.standardize_dtype(eager.dtype) == expected_output_dtype
+    assert _dtypes(eager) == {expected_output_dtype}
     reference = _to_numpy(eager)
     assert np.all(np.isfinite(reference))
     model = _build_model(layer, inputs)
@@ -131,12 +144,14 @@ def run_layer_test(
             )
             mixed.set_weights(layer.get_weights())
             out = _call(mixed, inputs, training_for_outputs)
-            assert keras.backend.standardize_dtype(out.dtype) == "float32", policy
-            out = _to_numpy(out)
+            expected = "float32" if mixed_output_dtype == "float32" else policy[6:]
+            assert _dtypes(out) == {expected}, policy
+            out = _to_numpy(out).astype(np.float32)
             assert np.all(np.isfinite(out)), policy
             atol = mixed_precision_atol
             if atol is None:
-                atol = 1e-5 + 1e-5 * float(np.max(np.abs(reference)))
+                precision = 1e-5 if expected == "float32" else 2e-2
+                atol = precision + precision * float(np.max(np.abs(reference)))
             np.testing.assert_allclose(out, reference, atol=atol, rtol=0, err_msg=policy)
 
     # .keras round trip without custom_objects.

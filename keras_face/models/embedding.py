@@ -51,6 +51,99 @@ def check_embedding_backbone(backbone):
     return backbone
 
 
+# Prefix of the layers `apply_embedding_output` adds after the last feature map
+# (`embedding_bn`, `embedding_gdc_conv`, ...).
+EMBEDDING_LAYER_PREFIX = "embedding_"
+
+
+def find_feature_map(backbone, feature_layer=None):
+    """The symbolic tensor of a backbone's last feature map (before its embedding layers).
+
+    For a `keras_face.models` backbone this is the input of its first `embedding_*` layer
+    (`apply_embedding_output`): the last convolutional map, `(batch, H, W, C)`.
+
+    Args:
+        backbone: functional `keras.Model` from images to embeddings.
+        feature_layer: str. Name of the layer whose output is the feature map, for
+            backbones not built by `keras_face.models`. Defaults to `None` (found by name).
+
+    Returns:
+        A `KerasTensor` of the backbone's graph.
+
+    Raises:
+        ValueError: no layer of that name, or no `embedding_*` layer.
+
+    Example:
+        ```python
+        backbone = keras_face.models.mobilefacenet(input_shape=(32, 32, 3))
+        keras_face.models.find_feature_map(backbone).shape  # (None, 2, 2, 512)
+        ```
+    """
+    backbone = check_embedding_backbone(backbone)
+    if feature_layer is not None:
+        try:
+            return backbone.get_layer(feature_layer).output
+        except ValueError as error:
+            raise ValueError(
+                f"backbone {backbone.name!r} has no layer named {feature_layer!r}. "
+                f"Received: feature_layer={feature_layer!r}"
+            ) from error
+    for layer in backbone.layers:
+        if layer.name.startswith(EMBEDDING_LAYER_PREFIX):
+            return layer.input
+    last = [layer.name for layer in backbone.layers[-4:]]
+    raise ValueError(
+        f"Cannot find the feature map of backbone {backbone.name!r}: it has no layer named "
+        f"'{EMBEDDING_LAYER_PREFIX}*' (the output layers of keras_face.models backbones). "
+        "Pass feature_layer=<the name of the layer that outputs the last feature map>. "
+        f"Received: a backbone whose last layers are {last}"
+    )
+
+
+def feature_map_model(backbone, feature_layer=None):
+    """The trunk of a backbone: images to its last feature map (shares the weights).
+
+    Args:
+        backbone: functional `keras.Model` from images to embeddings.
+        feature_layer: str. See `find_feature_map`. Defaults to `None`.
+
+    Returns:
+        A `keras.Model` `images -> (batch, H, W, C)`.
+
+    Example:
+        ```python
+        trunk = keras_face.models.feature_map_model(keras_face.models.iresnet18())
+        trunk.output.shape  # (None, 7, 7, 512)
+        ```
+    """
+    feature_map = find_feature_map(backbone, feature_layer)
+    return keras.Model(backbone.inputs[0], feature_map, name=f"{backbone.name}_trunk")
+
+
+def embedding_head_model(backbone, feature_layer=None):
+    """The rest of a backbone: its last feature map to the embedding (shares the weights).
+
+    `embedding_head_model(b)(feature_map_model(b)(images))` equals `b(images)`; a method
+    can put a layer between the two (MTLFace's attention decomposition).
+
+    Args:
+        backbone: functional `keras.Model` from images to embeddings.
+        feature_layer: str. See `find_feature_map`. Defaults to `None`.
+
+    Returns:
+        A `keras.Model` `(batch, H, W, C) -> (batch, D)`.
+
+    Example:
+        ```python
+        backbone = keras_face.models.iresnet18()
+        tail = keras_face.models.embedding_head_model(backbone)
+        embeddings = tail(keras_face.models.feature_map_model(backbone)(images))
+        ```
+    """
+    feature_map = find_feature_map(backbone, feature_layer)
+    return keras.Model(feature_map, backbone.outputs[0], name=f"{backbone.name}_embedding_head")
+
+
 def validate_embedding_output(output):
     """Return the canonical (upper-case) name of an embedding output option."""
     key = output.upper() if isinstance(output, str) else output
