@@ -27,6 +27,7 @@ from keras_face.occlusion.occlusion_masks import mask_family
 from keras_face.occlusion.occlusion_masks import mask_to_feature_grid
 from keras_face.occlusion.occlusion_masks import mirror_landmarks
 from keras_face.occlusion.occlusion_masks import random_half_masks
+from keras_face.occlusion.occlusion_method import build_occlusion_model
 from keras_face.occlusion.occlusion_sensitivity import occlusion_sensitivity
 
 __all__ = [
@@ -36,6 +37,7 @@ __all__ = [
     "MASK_FAMILIES",
     "ApplyOcclusion",
     "OcclusionAdversarialModel",
+    "build_occlusion_model",
     "grid_cell_masks",
     "grid_masks",
     "half_masks",

@@ -8,9 +8,11 @@ import pytest
 import tensorflow as tf
 
 from keras_face import heads
+from keras_face import training
 from keras_face.models import apply_embedding_output
 from keras_face.occlusion import OcclusionAdversarialModel
 from keras_face.occlusion import half_masks
+from tests.training.test_trainer import SMALL_RUN
 
 pytestmark = pytest.mark.skipif(
     keras.backend.backend() != "tensorflow", reason="the training model runs on TensorFlow"
@@ -149,3 +151,17 @@ def test_bad_arguments_are_named():
         OcclusionAdversarialModel(backbone, heads.ArcFace(4), families=("eyes",))
     with pytest.raises(ValueError, match="adversary='best'"):
         OcclusionAdversarialModel(backbone, heads.ArcFace(4), adversary="best")
+
+
+def test_train_selects_the_method(tmp_path):
+    results = training.train(
+        output_dir=str(tmp_path / "run"),
+        overrides=SMALL_RUN
+        + ["training.method=occlusion_adversarial", "occlusion.families=[halves]"],
+        backbone=_conv_backbone(16),
+        progress=False,
+    )
+    assert 0.4 < results["verification"]["heldout"]["accuracy"] <= 1.0
+    assert os.path.exists(tmp_path / "run" / "embedding_model.keras")
+    with pytest.raises(training.ConfigError, match="occlusion.space='pixels'"):
+        training.load_config(None, ["occlusion.space=pixels"])
