@@ -35,9 +35,15 @@ def digest(*arrays):
     return sha.hexdigest()
 
 
+# Parameters added after the digests were pinned (they change no image: the two colours
+# an occluder can take, kept so that `with_occlusion` can force one). They are drawn from
+# the stream's existing uniforms; `test_added_parameters_are_the_drawn_colours` checks them.
+ADDED_PARAMETERS = ("mask_colour", "occluder_colour")
+
+
 def parameters_digest(parameters):
-    """Digest of a parameter dict (names sorted)."""
-    names = sorted(parameters)
+    """Digest of a parameter dict (names sorted; the parameters added later left out)."""
+    names = sorted(name for name in parameters if name not in ADDED_PARAMETERS)
     return digest(np.array(names), *(np.asarray(parameters[name]) for name in names))
 
 
@@ -259,3 +265,15 @@ if __name__ == "__main__":
     for key, value in other_digests().items():
         print(f"    {key!r}: {value!r},")
     print("}")
+
+
+def test_added_parameters_are_the_drawn_colours():
+    parameters = sample_image_parameters(np.arange(6), 20, seed=3, nuisance=2.0)
+    kind = parameters["occlusion"]
+    assert (kind == 1).any() and (kind > 1).any()
+    np.testing.assert_array_equal(
+        parameters["occlusion_colour"][kind == 1], parameters["mask_colour"][kind == 1]
+    )
+    np.testing.assert_array_equal(
+        parameters["occlusion_colour"][kind != 1], parameters["occluder_colour"][kind != 1]
+    )

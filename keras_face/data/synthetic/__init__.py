@@ -22,12 +22,17 @@ The package has one module per concern:
 
 - `appearance`: the random streams and the parameters drawn from them (identity
   appearance, per-image nuisance, quality levels);
+- `ageing`: per-identity ageing traits, per-image ages, and the aged parameters
+  (stream `[seed, identity, 5]`; without `ages` the images are those of the
+  generator without ageing);
 - `renderer`: the rasteriser, parameters to a clean image and its five landmarks;
 - `degradation`: the quality-degradation model, a level q to a low-quality capture;
 - `dataset`: the user-facing API (`synthetic_faces`, `SyntheticFaces`, `synthetic_pairs`,
   `render_faces`).
 """
 
+from keras_face.data.synthetic.ageing import sample_ageing_traits
+from keras_face.data.synthetic.ageing import sample_ages
 from keras_face.data.synthetic.appearance import sample_identity_parameters
 from keras_face.data.synthetic.appearance import sample_image_parameters
 from keras_face.data.synthetic.appearance import sample_quality
@@ -41,6 +46,8 @@ __all__ = [
     "CANVAS_SIZE",
     "SyntheticFaces",
     "render_faces",
+    "sample_ages",
+    "sample_ageing_traits",
     "sample_identity_parameters",
     "sample_image_parameters",
     "sample_quality",

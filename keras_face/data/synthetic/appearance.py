@@ -181,7 +181,9 @@ def sample_identity_parameters(identities, seed=0):
     return p
 
 
-def sample_image_parameters(identities, num_images, seed=0, nuisance=1.0):
+def sample_image_parameters(
+    identities, num_images, seed=0, nuisance=1.0, occlusion_probability=None
+):
     """Draw the per-image nuisance of `num_images` images of each identity.
 
     Image `j` of identity `k` depends only on `(seed, k, j)`.
@@ -193,6 +195,9 @@ def sample_image_parameters(identities, num_images, seed=0, nuisance=1.0):
         nuisance: float. Scale of every nuisance (pose, expression, lighting, colour
             cast, occlusion probability); `0` renders each identity's neutral face.
             Defaults to `1.0`.
+        occlusion_probability: float in [0, 1] or `None`. Probability that an image has
+            an occluder (the same uniform draw decides, so raising it only adds
+            occluders); `0` gives a clean set. Defaults to `None`: `0.12 * nuisance`.
 
     Returns:
         dict of arrays with `len(identities) * num_images` rows, identity-major
@@ -203,6 +208,11 @@ def sample_image_parameters(identities, num_images, seed=0, nuisance=1.0):
         nuisance = keras_face.data.synthetic.sample_image_parameters([0, 1], 4)
         ```
     """
+    if occlusion_probability is not None and not 0.0 <= float(occlusion_probability) <= 1.0:
+        raise ValueError(
+            "occlusion_probability must be in [0, 1] or None. "
+            f"Received: occlusion_probability={occlusion_probability!r}"
+        )
     identities = np.asarray(identities, dtype=np.int64).reshape(-1)
     blocks = [
         np.random.default_rng([int(seed), int(identity), 1]).random(
@@ -241,13 +251,17 @@ def sample_image_parameters(identities, num_images, seed=0, nuisance=1.0):
     p["hairline_jitter"] = c.normal(0.0, 0.8 * k)
     p["hair_volume_jitter"] = c.normal(0.0, 0.8 * k)
     p["glasses_off"] = (c.uniform() < 0.15 * min(k, 1.0)).astype(np.float32)
-    occluded = c.uniform() < 0.12 * k
+    rate = 0.12 * k if occlusion_probability is None else float(occlusion_probability)
+    occluded = c.uniform() < rate
     kind = 1 + c.choice([0.35, 0.4, 0.25])
     p["occlusion"] = np.where(occluded, kind, 0).astype(np.int64)
-    p["occlusion_colour"] = np.stack([c.uniform(10.0, 245.0) for _ in range(3)], 1)
-    mask_colour = _MASK_COLOURS[c.choice(np.ones(len(_MASK_COLOURS)))]
+    # Both colours are kept so that an occluder can be forced later (`with_occlusion`).
+    p["occluder_colour"] = np.stack([c.uniform(10.0, 245.0) for _ in range(3)], 1).astype(
+        np.float32
+    )
+    p["mask_colour"] = _MASK_COLOURS[c.choice(np.ones(len(_MASK_COLOURS)))]
     p["occlusion_colour"] = np.where(
-        (p["occlusion"] == 1)[:, None], mask_colour, p["occlusion_colour"]
+        (p["occlusion"] == 1)[:, None], p["mask_colour"], p["occluder_colour"]
     ).astype(np.float32)
     p["occlusion_u"] = c.uniform(-26.0, 26.0)
     p["occlusion_v"] = c.uniform(-30.0, 36.0)

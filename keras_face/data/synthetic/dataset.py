@@ -18,6 +18,10 @@ from tqdm.auto import tqdm
 
 from keras_face.data.image_folder import write_image_folder
 from keras_face.data.recordio_dataset import write_recordio
+from keras_face.data.synthetic.ageing import age_identity
+from keras_face.data.synthetic.ageing import sample_ageing_traits
+from keras_face.data.synthetic.ageing import sample_ages
+from keras_face.data.synthetic.ageing import wrinkle_parameters
 from keras_face.data.synthetic.appearance import sample_identity_parameters
 from keras_face.data.synthetic.appearance import sample_image_parameters
 from keras_face.data.synthetic.appearance import sample_quality
@@ -32,7 +36,14 @@ except ImportError:  # a listed dependency; rendering still works without it, on
 
 
 def render_faces(
-    identity_parameters, image_parameters, quality, image_size=112, noise_seeds=None, jpeg=True
+    identity_parameters,
+    image_parameters,
+    quality,
+    image_size=112,
+    noise_seeds=None,
+    jpeg=True,
+    ageing=None,
+    return_occlusion_mask=False,
 ):
     """Render images from per-image identity and nuisance parameters.
 
@@ -46,9 +57,14 @@ def render_faces(
             Defaults to `None` (seeds `0 .. B-1`).
         jpeg: bool. JPEG-compress images with `q >= 0.2` at quality `95 - 75 q`.
             Defaults to `True`.
+        ageing: dict `{"ages": (B,), "traits": per-image rows of sample_ageing_traits,
+            "strength": float}`, or `None` (faces as drawn, no ageing). Defaults to `None`.
+        return_occlusion_mask: bool. Also return the occluder's coverage `(B, H, W)` in
+            [0, 1] (before degradation). Defaults to `False`.
 
     Returns:
-        `(images, landmarks)`: uint8 `(B, H, W, 3)` and float32 `(B, 5, 2)` (x, y).
+        `(images, landmarks)`: uint8 `(B, H, W, 3)` and float32 `(B, 5, 2)` (x, y), and
+        the float32 occlusion masks with `return_occlusion_mask=True`.
 
     Example:
         ```python
@@ -64,8 +80,19 @@ def render_faces(
         noise_seeds = list(range(batch))
     identity = {name: np.asarray(value) for name, value in identity_parameters.items()}
     nuisance = {name: np.asarray(value) for name, value in image_parameters.items()}
-    image, landmarks = rasterise(identity, nuisance, height, width)
+    if ageing is not None:
+        identity, nuisance = age_identity(
+            identity, nuisance, ageing["traits"], ageing["ages"], ageing["strength"]
+        )
+        wrinkles = wrinkle_parameters(ageing["traits"], ageing["ages"], ageing["strength"])
+    else:
+        wrinkles = None
+    image, landmarks, occlusion = rasterise(
+        identity, nuisance, height, width, ageing=wrinkles, occlusion_mask=True
+    )
     images = degrade(image, quality, noise_seeds, jpeg)
+    if return_occlusion_mask:
+        return images, landmarks, occlusion
     return images, landmarks
 
 
@@ -87,8 +114,14 @@ def _render_in_batches(
     batch_size,
     num_workers,
     verbose,
+    ageing=None,
+    occlusion_masks=None,
 ):
-    """Render every image in batches, on `num_workers` threads (NumPy releases the GIL)."""
+    """Render every image in batches, on `num_workers` threads (NumPy releases the GIL).
+
+    `ageing`: `{"ages": (N,), "traits": per-identity rows, "strength": float}` or `None`;
+    `occlusion_masks`: a float32 `(N, H, W)` array filled with the occluders' coverage.
+    """
     height, width = size
     total = int(quality.shape[0])
     images = np.empty((total, height, width, 3), dtype=np.uint8)
@@ -105,9 +138,28 @@ def _render_in_batches(
         stop = min(start + batch_size, total)
         identity = {name: value[labels[start:stop]] for name, value in identity_parameters.items()}
         nuisance = {name: value[start:stop] for name, value in image_parameters.items()}
-        images[start:stop], landmarks[start:stop] = render_faces(
-            identity, nuisance, quality[start:stop], (height, width), noise_seeds[start:stop], jpeg
+        batch_ageing = None
+        if ageing is not None:
+            batch_ageing = {
+                "ages": ageing["ages"][start:stop],
+                "traits": {
+                    name: value[labels[start:stop]] for name, value in ageing["traits"].items()
+                },
+                "strength": ageing["strength"],
+            }
+        rendered = render_faces(
+            identity,
+            nuisance,
+            quality[start:stop],
+            (height, width),
+            noise_seeds[start:stop],
+            jpeg,
+            ageing=batch_ageing,
+            return_occlusion_mask=True,
         )
+        images[start:stop], landmarks[start:stop] = rendered[:2]
+        if occlusion_masks is not None:
+            occlusion_masks[start:stop] = rendered[2]
         return stop - start
 
     starts = range(0, total, batch_size)
@@ -160,6 +212,12 @@ class SyntheticFaces:
             `sample_image_parameters`).
         seed: int. The seed used.
         jpeg: bool. Whether JPEG compression was applied.
+        ages: float32 array `(N,)` of ages in years, or `None` (no ageing).
+        age_strength: float. Scale of the ageing effects.
+        ageing_traits: dict of `sample_ageing_traits` arrays, one row per identity, or
+            `None`.
+        occlusion_masks: float32 array `(N, H, W)`: the occluder's coverage of each image
+            in [0, 1] (before degradation), or `None` when not kept.
 
     Example:
         ```python
@@ -177,6 +235,10 @@ class SyntheticFaces:
     image_parameters: dict
     seed: int = 0
     jpeg: bool = True
+    ages: np.ndarray = None
+    age_strength: float = 1.0
+    ageing_traits: dict = None
+    occlusion_masks: np.ndarray = None
 
     def __len__(self):
         return int(self.images.shape[0])
@@ -199,6 +261,60 @@ class SyntheticFaces:
             counts[label] += 1
         return seeds
 
+    def _indices(self, indices):
+        if indices is None:
+            return np.arange(len(self))
+        return np.asarray(indices, dtype=np.int64).reshape(-1)
+
+    def _rerender(self, indices, quality=None, ages=None, nuisance=None):
+        """The selected images rendered again, with some parameters replaced."""
+        quality = self.quality[indices] if quality is None else quality
+        nuisance = (
+            {name: value[indices] for name, value in self.image_parameters.items()}
+            if nuisance is None
+            else nuisance
+        )
+        if ages is None and self.ages is not None:
+            ages = self.ages[indices]
+        traits = self.ageing_traits
+        if ages is not None and traits is None:
+            ids = np.zeros(self.num_identities, dtype=np.int64)
+            ids[self.labels] = self.identities
+            traits = sample_ageing_traits(ids, self.seed)
+        seeds = self.noise_seeds()
+        masks = np.zeros((len(indices), *self.images.shape[1:3]), dtype=np.float32)
+        images, landmarks = _render_in_batches(
+            self.identity_parameters,
+            self.labels[indices],
+            nuisance,
+            np.asarray(quality, dtype=np.float32),
+            self.images.shape[1:3],
+            [seeds[i] for i in indices],
+            self.jpeg,
+            batch_size=32,
+            num_workers=None,
+            verbose=False,
+            ageing=None
+            if ages is None
+            else {"ages": ages, "traits": traits, "strength": self.age_strength},
+            occlusion_masks=masks,
+        )
+        return SyntheticFaces(
+            images=images,
+            labels=self.labels[indices].copy(),
+            quality=np.asarray(quality, dtype=np.float32),
+            identities=self.identities[indices].copy(),
+            landmarks=landmarks,
+            identity_parameters=self.identity_parameters,
+            image_parameters=nuisance,
+            seed=self.seed,
+            jpeg=self.jpeg,
+            ages=None if ages is None else np.asarray(ages, dtype=np.float32),
+            age_strength=self.age_strength,
+            ageing_traits=traits,
+            occlusion_masks=masks,
+        )
+
     def with_quality(self, quality, indices=None):
         """Re-render images with other quality levels and everything else unchanged.
 
@@ -216,42 +332,99 @@ class SyntheticFaces:
             ladder = faces.with_quality(np.linspace(0, 1, 6), indices=[0] * 6)
             ```
         """
-        indices = (
-            np.arange(len(self))
-            if indices is None
-            else np.asarray(indices, dtype=np.int64).reshape(-1)
-        )
+        indices = self._indices(indices)
         quality = np.broadcast_to(np.asarray(quality, dtype=np.float32), indices.shape).copy()
         if np.any(quality < 0.0) or np.any(quality > 1.0):
             raise ValueError(
                 "Quality levels must lie in [0, 1]. "
                 f"Received: min={quality.min()}, max={quality.max()}"
             )
-        nuisance = {name: value[indices] for name, value in self.image_parameters.items()}
-        seeds = self.noise_seeds()
-        images, landmarks = _render_in_batches(
-            self.identity_parameters,
-            self.labels[indices],
-            nuisance,
-            quality,
-            self.images.shape[1:3],
-            [seeds[i] for i in indices],
-            self.jpeg,
-            batch_size=32,
-            num_workers=None,
-            verbose=False,
+        return self._rerender(indices, quality=quality)
+
+    def with_age(self, ages, indices=None):
+        """Re-render the same faces (identity, pose, light, quality) at other ages.
+
+        Gives the ground-truth "age ladder" of an identity and the paired targets of
+        face-age synthesis.
+
+        Args:
+            ages: float or float array of years in [0, 120], one per selected image.
+            indices: int array of the images to re-render (repeats allowed).
+                Defaults to all images.
+
+        Returns:
+            A new `SyntheticFaces` holding the selected images, `ages` set.
+
+        Example:
+            ```python
+            faces = keras_face.data.synthetic_faces(2, 1, image_size=64, ages="uniform")
+            ladder = faces.with_age(np.arange(5, 80, 10), indices=[0] * 8)
+            ```
+        """
+        indices = self._indices(indices)
+        ages = np.broadcast_to(np.asarray(ages, dtype=np.float32), indices.shape).copy()
+        bad = np.flatnonzero(~((ages >= 0) & (ages <= 120)))
+        if bad.size:
+            raise ValueError(
+                f"ages must be years in [0, 120]. Received: ages[{int(bad[0])}]="
+                f"{float(ages[bad[0]])}"
+            )
+        return self._rerender(indices, ages=ages)
+
+    def with_occlusion(self, kind, indices=None, **overrides):
+        """Re-render the same faces with a forced occluder, and keep its pixel mask.
+
+        Args:
+            kind: int or int array. 0 none, 1 face mask, 2 bar, 3 blob.
+            indices: int array of the images to re-render. Defaults to all images.
+            **overrides: other occluder parameters, a value or one per image:
+                `occlusion_u`, `occlusion_v` (position relative to the face centre),
+                `occlusion_angle`, `occlusion_length`, `occlusion_width`, `mask_top`.
+
+        Returns:
+            A new `SyntheticFaces` whose `occlusion_masks` hold each occluder's coverage.
+
+        Example:
+            ```python
+            masked = faces.with_occlusion(1, indices=range(10))
+            ```
+        """
+        indices = self._indices(indices)
+        kind = np.broadcast_to(np.asarray(kind, dtype=np.int64), indices.shape).copy()
+        if np.any((kind < 0) | (kind > 3)):
+            raise ValueError(
+                "kind must be 0 (none), 1 (face mask), 2 (bar) or 3 (blob). "
+                f"Received: kind={sorted(set(kind.tolist()))}"
+            )
+        allowed = (
+            "occlusion_u",
+            "occlusion_v",
+            "occlusion_angle",
+            "occlusion_length",
+            "occlusion_width",
+            "mask_top",
         )
-        return SyntheticFaces(
-            images=images,
-            labels=self.labels[indices].copy(),
-            quality=quality,
-            identities=self.identities[indices].copy(),
-            landmarks=landmarks,
-            identity_parameters=self.identity_parameters,
-            image_parameters=nuisance,
-            seed=self.seed,
-            jpeg=self.jpeg,
-        )
+        unknown = sorted(set(overrides) - set(allowed))
+        if unknown:
+            raise ValueError(
+                f"Unknown occluder parameters; expected some of {', '.join(allowed)}. "
+                f"Received: {', '.join(unknown)}"
+            )
+        nuisance = {name: value[indices].copy() for name, value in self.image_parameters.items()}
+        if "mask_colour" not in nuisance:
+            raise ValueError(
+                "These faces were rendered without the occluder colours (an older "
+                "SyntheticFaces); render them again with synthetic_faces."
+            )
+        nuisance["occlusion"] = kind
+        nuisance["occlusion_colour"] = np.where(
+            (kind == 1)[:, None], nuisance["mask_colour"], nuisance["occluder_colour"]
+        ).astype(np.float32)
+        for name, value in overrides.items():
+            nuisance[name] = np.broadcast_to(
+                np.asarray(value, dtype=nuisance[name].dtype), indices.shape
+            ).copy()
+        return self._rerender(indices, nuisance=nuisance)
 
     def to_folder(self, root, image_format="png", progress=True):
         """Write one sub-folder per identity (`root/00000/...`) with `write_image_folder`.
@@ -328,6 +501,9 @@ def synthetic_faces(
     batch_size=32,
     num_workers=None,
     verbose=False,
+    ages=None,
+    age_strength=1.0,
+    occlusion_probability=None,
 ):
     """Render a set of synthetic face identities on the ArcFace 112x112 template.
 
@@ -352,9 +528,16 @@ def synthetic_faces(
             Defaults to `None`: the number of CPUs (at most 8) when `threadpoolctl`
             is installed to keep BLAS single-threaded meanwhile, else 1.
         verbose: bool. Show a progress bar. Defaults to `False`.
+        ages: the age of every image (see `sample_ages`): `None` (no ageing: the faces
+            as drawn), `"uniform"`, `("per_identity", spread)`, a number, a range or an
+            array. Ageing needs about 64 px for its wrinkles; at 32 px the greying and
+            proportions show. Defaults to `None`.
+        age_strength: float. Scale of every ageing effect. Defaults to `1.0`.
+        occlusion_probability: float in [0, 1] or `None`. Share of images with an
+            occluder (0: a clean training set). Defaults to `None`: `0.12 * nuisance`.
 
     Returns:
-        A `keras_face.data.SyntheticFaces`.
+        A `keras_face.data.SyntheticFaces` (with `occlusion_masks`).
 
     Example:
         ```python
@@ -379,7 +562,9 @@ def synthetic_faces(
     height, width = _image_size(image_size)
     identities = np.arange(num_identities, dtype=np.int64) + int(identity_offset)
     identity_parameters = sample_identity_parameters(identities, seed)
-    image_parameters = sample_image_parameters(identities, images_per_identity, seed, nuisance)
+    image_parameters = sample_image_parameters(
+        identities, images_per_identity, seed, nuisance, occlusion_probability
+    )
     quality_levels = sample_quality(identities, images_per_identity, seed, quality)
     labels = np.repeat(np.arange(num_identities, dtype=np.int32), images_per_identity)
     image_identities = identities[labels]
@@ -388,6 +573,16 @@ def synthetic_faces(
         [int(seed), int(identity), 3, int(position)]
         for identity, position in zip(image_identities, positions)
     ]
+    ageing = None
+    image_ages = None
+    traits = None
+    if ages is not None:
+        if not (isinstance(age_strength, (int, float)) and 0 <= age_strength <= 3):
+            raise ValueError(f"age_strength must be in [0, 3]. Received: {age_strength!r}")
+        image_ages = sample_ages(identities, images_per_identity, seed, ages)
+        traits = sample_ageing_traits(identities, seed)
+        ageing = {"ages": image_ages, "traits": traits, "strength": float(age_strength)}
+    occlusion_masks = np.zeros((labels.size, height, width), dtype=np.float32)
     images, landmarks = _render_in_batches(
         identity_parameters,
         labels,
@@ -399,6 +594,8 @@ def synthetic_faces(
         batch_size,
         num_workers,
         verbose,
+        ageing=ageing,
+        occlusion_masks=occlusion_masks,
     )
     return SyntheticFaces(
         images=images,
@@ -410,6 +607,10 @@ def synthetic_faces(
         image_parameters=image_parameters,
         seed=int(seed),
         jpeg=bool(jpeg),
+        ages=image_ages,
+        age_strength=float(age_strength),
+        ageing_traits=traits,
+        occlusion_masks=occlusion_masks,
     )
 
 
@@ -420,7 +621,14 @@ def _fold_sizes(num_pairs, n_folds):
 
 
 def synthetic_pairs(
-    faces, num_pairs, seed=0, n_folds=10, images_per_identity=10, identity_offset=10**6, **kwargs
+    faces,
+    num_pairs,
+    seed=0,
+    n_folds=10,
+    images_per_identity=10,
+    identity_offset=10**6,
+    min_age_gap=None,
+    **kwargs,
 ):
     """Verification pairs in insightface `.bin` order: `(images (2P, H, W, 3), issame (P,))`.
 
@@ -440,6 +648,9 @@ def synthetic_pairs(
             Defaults to `10`.
         identity_offset: int. First identity id when `faces` is an int (held out from
             training identities `0 ..`). Defaults to `1000000`.
+        min_age_gap: float or `None`. Cross-age pairs: genuine pairs are two images of
+            one identity at least this many years apart (as CACD-VS or CALFW); needs
+            faces rendered with `ages`. Defaults to `None` (any two images).
         **kwargs: other arguments of `synthetic_faces` when `faces` is an int.
 
     Returns:
@@ -467,7 +678,30 @@ def synthetic_pairs(
     for index, label in enumerate(faces.labels.tolist()):
         by_label.setdefault(label, []).append(index)
     labels = np.array(sorted(by_label))
-    repeated = np.array([label for label in labels if len(by_label[label]) >= 2])
+    genuine_pairs = None
+    if min_age_gap is not None:
+        if faces.ages is None:
+            raise ValueError(
+                "Cross-age pairs need faces rendered with ages (synthetic_faces(..., ages=...)). "
+                f"Received: min_age_gap={min_age_gap!r} for faces without ages"
+            )
+        genuine_pairs = {}
+        for label, members in by_label.items():
+            members = np.asarray(members)
+            gaps = np.abs(faces.ages[members][:, None] - faces.ages[members][None, :])
+            first_index, second_index = np.nonzero(np.triu(gaps >= float(min_age_gap), 1))
+            if first_index.size:
+                genuine_pairs[label] = np.stack(
+                    [members[first_index], members[second_index]], axis=1
+                )
+        repeated = np.array(sorted(genuine_pairs))
+        if repeated.size == 0:
+            raise ValueError(
+                "No identity has two images that far apart in age. "
+                f"Received: min_age_gap={min_age_gap!r}"
+            )
+    else:
+        repeated = np.array([label for label in labels if len(by_label[label]) >= 2])
     if repeated.size == 0:
         raise ValueError(
             "Genuine pairs need an identity with at least 2 images. Received: 1 image per identity"
@@ -486,7 +720,10 @@ def synthetic_pairs(
         issame[start : start + genuine] = True
         start += int(size)
     for pair in range(num_pairs):
-        if issame[pair]:
+        if issame[pair] and genuine_pairs is not None:
+            candidates = genuine_pairs[repeated[rng.integers(repeated.size)]]
+            first[pair], second[pair] = candidates[rng.integers(len(candidates))]
+        elif issame[pair]:
             label = repeated[rng.integers(repeated.size)]
             a, b = rng.choice(len(by_label[label]), 2, replace=False)
             first[pair] = by_label[label][a]

@@ -75,6 +75,8 @@ class _Canvas:
         # (`remember_face`) for the parts clipped to the face (the beard).
         self.face_window = None
         self.face_distance = None
+        # The occluder's coverage (B, H, W), written by `_render_occlusion`.
+        self.occlusion = np.zeros((len(scale), height, width), dtype=np.float32)
 
     def remember_face(self, window, distance):
         """Keep the face outline's signed distance (a copy) inside its window."""
@@ -452,6 +454,97 @@ def _render_mouth(canvas, identity, batch, geometry):
         canvas.paint(window, coverage, np.full_like(identity["skin"], 228.0))
 
 
+def _segment_distance(du, dv, start, stop):
+    """Distance (canonical pixels) to per-image segments `start -> stop`, each `((B,), (B,))`."""
+    ax, ay = (_column(value) for value in start)
+    bx, by = (_column(value) for value in stop)
+    ex, ey = bx - ax, by - ay
+    length = np.maximum(ex * ex + ey * ey, 1e-6)
+    t = np.clip(((du - ax) * ex + (dv - ay) * ey) / length, 0.0, 1.0)
+    px = du - ax - t * ex
+    py = dv - ay - t * ey
+    return np.sqrt(px * px + py * py)
+
+
+def _wrinkle_strokes(identity, geometry):
+    """Segments `(start, stop)` of the wrinkles, relative to the face centre (canonical)."""
+    cx, cy = geometry["face_cx"], geometry["face_cy"]
+    strokes = []
+    brow_top = geometry["eye_y"] - identity["brow_gap"] - 7.0
+    for line in range(3):
+        v = brow_top - 4.0 * line
+        half = 13.0 - 2.0 * line
+        # A shallow arc as three segments, bowing upwards in the middle.
+        knots = [(-half, 1.2), (-half / 3, 0.0), (half / 3, 0.0), (half, 1.2)]
+        for (u0, v0), (u1, v1) in zip(knots[:-1], knots[1:]):
+            strokes.append(((geometry["face_cx"] + u0, v + v0), (geometry["face_cx"] + u1, v + v1)))
+    for side, eye_x in ((-1.0, geometry["eye_left_x"]), (1.0, geometry["eye_right_x"])):
+        corner = eye_x + side * (identity["eye_w"] + 2.0)
+        for angle in (-0.45, 0.0, 0.45):
+            start = (corner, geometry["eye_y"] + 2.0 * angle)
+            stop = (
+                corner + side * 4.5 * np.cos(angle),
+                geometry["eye_y"] + 4.5 * np.sin(angle) + 2.0 * angle,
+            )
+            strokes.append((start, stop))
+        wing = (geometry["nose_x"] + side * (identity["nose_w"] + 1.5), geometry["nose_y"] - 1.0)
+        corner_mouth = (
+            geometry["mouth_x"] + side * (identity["mouth_w"] + 1.5),
+            geometry["mouth_y"] + 1.0,
+        )
+        middle = (
+            (wing[0] + corner_mouth[0]) / 2 + side * 1.5,
+            (wing[1] + corner_mouth[1]) / 2,
+        )
+        strokes.append((wing, middle))
+        strokes.append((middle, corner_mouth))
+    return [
+        ((start[0] - cx, start[1] - cy), (stop[0] - cx, stop[1] - cy)) for start, stop in strokes
+    ]
+
+
+def _render_wrinkles(canvas, identity, batch, geometry, ageing):
+    """Forehead lines, crow's feet, nasolabial folds and age spots (aged faces only)."""
+    opacity = ageing["wrinkle"]
+    spots = ageing["spots"]
+    if not (np.any(opacity > 0) or np.any(spots > 0)):
+        return
+    cx, cy = geometry["face_cx"], geometry["face_cy"]
+    window = canvas.window(cx - 40.0, cx + 40.0, cy - 50.0, cy + 40.0)
+    if window is None:
+        return
+    du, dv = canvas.offsets(window, cx, cy)
+    pixels = _column(canvas.pixels)
+    distance = None
+    for start, stop in _wrinkle_strokes(identity, geometry):
+        stroke = _segment_distance(du, dv, start, stop)
+        distance = stroke if distance is None else np.minimum(distance, stroke)
+    distance -= 0.38  # strokes 0.6-0.9 canonical pixels wide
+    distance *= pixels
+    coverage = _coverage(distance)
+    coverage *= _column(opacity * 0.85)
+    canvas.paint(window, coverage, identity["skin"] * 0.72)
+    if np.any(spots > 0):
+        spot = None
+        for index in range(ageing["spot_u"].shape[1]):
+            shown = spots > index
+            if not np.any(shown):
+                continue
+            d = _ellipse_distance(
+                du - _column(ageing["spot_u"][:, index]),
+                dv - _column(ageing["spot_v"][:, index]),
+                1.3,
+                1.1,
+                canvas.pixels,
+            )
+            d = np.where(_column(shown), d, np.inf)
+            spot = d if spot is None else np.minimum(spot, d)
+        if spot is not None:
+            coverage = _coverage(spot)
+            coverage *= 0.6
+            canvas.paint(window, coverage, identity["skin"] * 0.62)
+
+
 def _render_eyes(canvas, identity, batch, geometry):
     ey = geometry["eye_y"]
     width = identity["eye_w"]
@@ -672,6 +765,7 @@ def _render_occlusion(canvas, identity, batch, geometry):
         _column(sub["occlusion"] == 1), mask, np.where(_column(sub["occlusion"] == 2), bar, blob)
     )
     coverage = _coverage(distance)
+    canvas.occlusion[index] = coverage
     for channel in range(3):
         region = canvas.image[channel, index]
         region += coverage * (_column(sub["occlusion_colour"][:, channel]) - region)
@@ -699,7 +793,7 @@ def _landmarks(canvas, identity, batch, geometry):
     return np.stack([x, y], axis=-1).astype(np.float32)
 
 
-def rasterise(identity, nuisance, height, width):
+def rasterise(identity, nuisance, height, width, ageing=None, occlusion_mask=False):
     """Draw a batch of clean faces (before any degradation) and their five landmarks.
 
     Args:
@@ -708,10 +802,16 @@ def rasterise(identity, nuisance, height, width):
         nuisance: dict of arrays from `sample_image_parameters`, one row per image.
         height: int. Output height in pixels.
         width: int. Output width in pixels.
+        ageing: dict of `ageing.wrinkle_parameters` arrays, one row per image, or `None`
+            (no wrinkles or age spots: the images of the generator without ageing).
+            Defaults to `None`.
+        occlusion_mask: bool. Also return the occluder's coverage. Defaults to `False`.
 
     Returns:
         `(image, landmarks)`: the planar float32 image `(3, B, H, W)` in [0, 255] and
-        the float32 landmarks `(B, 5, 2)` (x, y) in output pixels.
+        the float32 landmarks `(B, 5, 2)` (x, y) in output pixels; with
+        `occlusion_mask=True` a third item, the occluder's coverage `(B, H, W)` in
+        [0, 1].
 
     Example:
         ```python
@@ -733,6 +833,8 @@ def rasterise(identity, nuisance, height, width):
     _render_beard(canvas, identity, nuisance, geometry)
     _render_nose(canvas, identity, nuisance, geometry)
     _render_mouth(canvas, identity, nuisance, geometry)
+    if ageing is not None:
+        _render_wrinkles(canvas, identity, nuisance, geometry, ageing)
     _render_eyes(canvas, identity, nuisance, geometry)
     _render_brows(canvas, identity, nuisance, geometry)
     _render_hair_cap(canvas, identity, nuisance, geometry)
@@ -740,4 +842,6 @@ def rasterise(identity, nuisance, height, width):
     _render_occlusion(canvas, identity, nuisance, geometry)
     _apply_lighting(canvas, identity, nuisance, geometry)
     landmarks = _landmarks(canvas, identity, nuisance, geometry)
+    if occlusion_mask:
+        return canvas.image, landmarks, canvas.occlusion
     return canvas.image, landmarks
