@@ -19,6 +19,8 @@ from keras_face.age_invariant.age_estimation_head import age_groups
 from keras_face.age_invariant.age_estimation_head import age_loss
 from keras_face.age_invariant.age_estimation_head import check_ages
 from keras_face.age_invariant.age_estimation_head import dex_expectation
+from keras_face.age_invariant.age_invariant_method import adapt_age_data
+from keras_face.age_invariant.age_invariant_method import build_age_invariant_model
 from keras_face.age_invariant.age_invariant_training_model import AgeInvariantTrainingModel
 from keras_face.age_invariant.attention_feature_decomposition import AttentionFeatureDecomposition
 from keras_face.age_invariant.identity_conditional_module import IdentityConditionalModule
@@ -34,9 +36,11 @@ __all__ = [
     "AttentionFeatureDecomposition",
     "IdentityConditionalModule",
     "SpatialPyramidPooling",
+    "adapt_age_data",
     "adaptive_bins",
     "age_groups",
     "age_loss",
+    "build_age_invariant_model",
     "check_ages",
     "dex_expectation",
     "task_router_layout",

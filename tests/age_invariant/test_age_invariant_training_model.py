@@ -8,9 +8,12 @@ import pytest
 import tensorflow as tf
 
 from keras_face import heads
+from keras_face import training
 from keras_face.age_invariant import AgeInvariantTrainingModel
+from keras_face.age_invariant import adapt_age_data
 from keras_face.age_invariant import age_loss
 from keras_face.models import apply_embedding_output
+from tests.training.test_trainer import SMALL_RUN
 
 pytestmark = pytest.mark.skipif(
     keras.backend.backend() != "tensorflow", reason="the training model runs on TensorFlow"
@@ -185,3 +188,27 @@ def test_bad_arguments_are_named():
         AgeInvariantTrainingModel(_backbone(), heads.CosFace(5), da_weight=-1)
     with pytest.raises(ValueError, match="loss"):
         _model().compile(loss="mse")
+
+
+def test_train_selects_the_method_and_adds_cross_age_pairs(tmp_path):
+    results = training.train(
+        output_dir=str(tmp_path / "run"),
+        overrides=SMALL_RUN
+        + [
+            "training.method=age_invariant",
+            "age.num_groups=4",
+            "age.hidden=16",
+            "age.reduction=8",
+            "age.confound_spread=5",
+        ],
+        backbone=_backbone(),
+        progress=False,
+    )
+    for name in ("heldout", "heldout_cross_age"):
+        assert 0.3 < results["verification"][name]["accuracy"] <= 1.0
+    assert os.path.exists(tmp_path / "run" / "embedding_model.keras")
+    with pytest.raises(training.ConfigError, match="age.num_groups=9"):
+        training.load_config(None, ["age.num_groups=9"])
+    folder = training.load_config(None, ["data.source=folder", f"data.path={tmp_path}"])
+    with pytest.raises(training.ConfigError, match="data.source='folder'"):
+        adapt_age_data(folder, None, 16)
