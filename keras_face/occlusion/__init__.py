@@ -7,13 +7,16 @@
 - `OcclusionAdversarialModel`: the recogniser trained on clean images and on the mask an
   adversary picks (worst of the family, or random as the baseline), in image or feature
   space;
-- `occlusion_sensitivity`: the loss increase per occluded grid cell.
+- `occlusion_sensitivity`: the loss increase per occluded grid cell;
+- `occluded_pairs`: verification pairs whose probe is re-rendered with an occluder.
 
 Built on `keras_face.training` (TensorFlow for `tf.distribute`); the layer and the masks
 use only Keras and NumPy.
 """
 
 from keras_face.occlusion.apply_occlusion import ApplyOcclusion
+from keras_face.occlusion.occluded_pairs import OCCLUDER_KINDS
+from keras_face.occlusion.occluded_pairs import occluded_pairs
 from keras_face.occlusion.occlusion_adversarial_model import OcclusionAdversarialModel
 from keras_face.occlusion.occlusion_masks import GRID_PATTERN_COUNTS
 from keras_face.occlusion.occlusion_masks import HALF_MASK_NAMES
@@ -35,6 +38,7 @@ __all__ = [
     "HALF_MASK_NAMES",
     "LANDMARK_MASK_NAMES",
     "MASK_FAMILIES",
+    "OCCLUDER_KINDS",
     "ApplyOcclusion",
     "OcclusionAdversarialModel",
     "build_occlusion_model",
@@ -45,6 +49,7 @@ __all__ = [
     "mask_family",
     "mask_to_feature_grid",
     "mirror_landmarks",
+    "occluded_pairs",
     "occlusion_sensitivity",
     "random_half_masks",
 ]

@@ -5,6 +5,8 @@ import pytest
 from keras import ops
 
 from keras_face.data import arcface_template
+from keras_face.data import synthetic_faces
+from keras_face.data import synthetic_pairs
 from keras_face.occlusion import ApplyOcclusion
 from keras_face.occlusion import grid_masks
 from keras_face.occlusion import half_masks
@@ -12,6 +14,7 @@ from keras_face.occlusion import landmark_masks
 from keras_face.occlusion import mask_family
 from keras_face.occlusion import mask_to_feature_grid
 from keras_face.occlusion import mirror_landmarks
+from keras_face.occlusion import occluded_pairs
 from keras_face.occlusion import random_half_masks
 from tests.layer_testing import run_layer_test
 
@@ -114,3 +117,15 @@ def test_apply_occlusion():
     )
     with pytest.raises(ValueError, match="fill=nan"):
         ApplyOcclusion(float("nan"))
+
+
+def test_occluded_pairs_occlude_only_the_probe():
+    faces = synthetic_faces(6, 4, seed=0, image_size=32, quality=None, occlusion_probability=0.0)
+    clean, issame = synthetic_pairs(faces, 20, seed=1, n_folds=2)
+    images, same = occluded_pairs(faces, 2, 20, seed=1, n_folds=2)
+    np.testing.assert_array_equal(same, issame)
+    np.testing.assert_array_equal(images[0::2], clean[0::2])
+    changed = np.abs(images[1::2].astype(int) - clean[1::2].astype(int)).reshape(20, -1).max(1)
+    assert (changed > 0).all()
+    with pytest.raises(ValueError, match="kind=4"):
+        occluded_pairs(faces, 4, 20)
