@@ -5,8 +5,8 @@
   `mirror_landmarks`;
 - `ApplyOcclusion`: `x * (1 - m) + fill * m`;
 - `OcclusionAdversarialModel`: the recogniser trained on clean images and on the mask an
-  adversary picks (worst of the family, or random as the baseline), in image or feature
-  space;
+  adversary picks (worst of the family, a learned generator imitating the successful
+  attacks, or random as the baseline), in image or feature space;
 - `occlusion_sensitivity`: the loss increase per occluded grid cell;
 - `occluded_pairs`: verification pairs whose probe is re-rendered with an occluder.
 
@@ -18,6 +18,7 @@ from keras_face.occlusion.apply_occlusion import ApplyOcclusion
 from keras_face.occlusion.occluded_pairs import OCCLUDER_KINDS
 from keras_face.occlusion.occluded_pairs import occluded_pairs
 from keras_face.occlusion.occlusion_adversarial_model import OcclusionAdversarialModel
+from keras_face.occlusion.occlusion_adversarial_model import imitation_loss
 from keras_face.occlusion.occlusion_masks import GRID_PATTERN_COUNTS
 from keras_face.occlusion.occlusion_masks import HALF_MASK_NAMES
 from keras_face.occlusion.occlusion_masks import LANDMARK_MASK_NAMES
@@ -45,6 +46,7 @@ __all__ = [
     "grid_cell_masks",
     "grid_masks",
     "half_masks",
+    "imitation_loss",
     "landmark_masks",
     "mask_family",
     "mask_to_feature_grid",

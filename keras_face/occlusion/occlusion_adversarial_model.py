@@ -14,7 +14,7 @@ from keras_face.occlusion.occlusion_masks import mask_to_feature_grid
 from keras_face.occlusion.occlusion_masks import random_half_masks
 from keras_face.training.training_model import TrainingModel
 
-ADVERSARIES = ("worst_of_k", "random", None)
+ADVERSARIES = ("worst_of_k", "generator", "random", None)
 SPACES = ("image", "feature")
 # Steps of the precomputed family / random-half schedule (it repeats after that).
 SCHEDULE_LENGTH = 4096
@@ -28,6 +28,40 @@ def _per_sample_cross_entropy(labels, logits):
     )
 
 
+def imitation_loss(generator_logits, worst, clean_loss, worst_loss, threshold=0.1):
+    """The learned adversary's loss: imitate the successful attacks only (A-Fast-RCNN).
+
+    `CE(generator_logits, worst)` for the samples whose true-class probability drops by
+    more than `threshold` under their worst mask, `p_y(x) - p_y(x_worst) > threshold`
+    with `p_y = exp(-loss)`, and 0 for the others (an attack that does not hurt is not
+    worth imitating).
+
+    Args:
+        generator_logits: tensor `(B, K)`: the generator's scores of the masks.
+        worst: int tensor `(B,)`: the worst mask of each sample.
+        clean_loss: tensor `(B,)`: identification loss of the clean image.
+        worst_loss: tensor `(B,)`: identification loss under the worst mask.
+        threshold: float. Defaults to `0.1` (A-Fast-RCNN).
+
+    Returns:
+        float32 tensor `(B,)`.
+
+    Example:
+        ```python
+        loss = keras_face.occlusion.imitation_loss(logits, worst, clean_loss, worst_loss)
+        ```
+
+    References:
+        - [Wang, Shrivastava and Gupta, A-Fast-RCNN, CVPR 2017](https://arxiv.org/abs/1704.03414)
+    """
+    drop = ops.exp(-ops.cast(clean_loss, "float32")) - ops.exp(-ops.cast(worst_loss, "float32"))
+    successful = ops.cast(drop > threshold, "float32")
+    cross_entropy = keras.losses.sparse_categorical_crossentropy(
+        ops.cast(worst, "int32"), ops.cast(generator_logits, "float32"), from_logits=True
+    )
+    return successful * cross_entropy
+
+
 @keras.saving.register_keras_serializable(package="keras_face")
 class OcclusionAdversarialModel(TrainingModel):
     """Occlusion-adversarial training: `[image, label] -> logits`, robust to the worst mask.
@@ -37,8 +71,13 @@ class OcclusionAdversarialModel(TrainingModel):
     lower) or random halves of a 4 x 4 grid (`keras_face.occlusion` masks). The adversary
     picks, per image, the family's mask that hurts identification most:
     `k* = argmax_k CE(s cos(f(x_k), W_y))` with the plain scaled cosine of the head in
-    inference mode and no gradient (`"worst_of_k"`), or a random one (`"random"`, the
-    augmentation baseline). The recogniser minimises
+    inference mode and no gradient (`"worst_of_k"`); or a learned generator (a Dense layer
+    on the stop-gradient feature map, one score per mask of each family) samples the mask
+    from `softmax(g / temperature)` and learns to imitate the worst mask of the samples
+    whose true-class probability it drops by more than `score_threshold`
+    (`"generator"`, A-Fast-RCNN's ASDN, `imitation_loss` weighted by
+    `generator_weight`); or a random one (`"random"`, the augmentation baseline). The
+    recogniser minimises
 
         L = clean_weight * CE(h([f(x), y])) + occluded_weight * CE(h([f(x_k*), y]))
 
@@ -57,8 +96,8 @@ class OcclusionAdversarialModel(TrainingModel):
     Args:
         backbone: functional `keras.Model` from images to embeddings.
         head: margin head, e.g. `keras_face.heads.ArcFace(num_classes)`.
-        adversary: str or `None`. `"worst_of_k"`, `"random"` or `None` (no masks).
-            Defaults to `"worst_of_k"`.
+        adversary: str or `None`. `"worst_of_k"`, `"generator"`, `"random"` or `None`
+            (no masks). Defaults to `"worst_of_k"`.
         families: sequence of str. Mask families among `MASK_FAMILIES`. Defaults to all.
         space: str. `"image"` or `"feature"`. Defaults to `"image"`.
         clean_weight: float. Defaults to `1.0`.
@@ -67,6 +106,11 @@ class OcclusionAdversarialModel(TrainingModel):
             Defaults to `0.0`.
         radius: float. Landmark boxes' half-size relative to the image. Defaults to `0.12`.
         seed: int. Seed of the family schedule and the random masks. Defaults to `0`.
+        generator_weight: float. Weight of the generator's mean imitation loss
+            (A-Fast-RCNN's 0.0025). Defaults to `0.0025`.
+        score_threshold: float. Probability drop that makes an attack worth imitating.
+            Defaults to `0.1`.
+        temperature: float. Temperature of the generator's sampling. Defaults to `1.0`.
         feature_layer: str. See `keras_face.models.find_feature_map`. Defaults to `None`.
         **kwargs: other keyword arguments of `keras.Model`.
 
@@ -97,13 +141,16 @@ class OcclusionAdversarialModel(TrainingModel):
         fill=0.0,
         radius=0.12,
         seed=0,
+        generator_weight=0.0025,
+        score_threshold=0.1,
+        temperature=1.0,
         feature_layer=None,
         **kwargs,
     ):
         backbone = check_embedding_backbone(backbone)
         if adversary not in ADVERSARIES:
             raise ValueError(
-                "adversary must be 'worst_of_k', 'random' or None. "
+                "adversary must be 'worst_of_k', 'generator', 'random' or None. "
                 f"Received: adversary={adversary!r}"
             )
         families = tuple(families)
@@ -143,6 +190,11 @@ class OcclusionAdversarialModel(TrainingModel):
         self.fill = float(fill)
         self.radius = float(radius)
         self.seed = int(seed)
+        self.generator_weight = float(generator_weight)
+        self.score_threshold = float(score_threshold)
+        if not temperature > 0:
+            raise ValueError(f"temperature must be > 0. Received: temperature={temperature!r}")
+        self.temperature = float(temperature)
         self.feature_layer = feature_layer
         image_size = tuple(spec.shape[1:3])
         self._build_mask_tables(image_size, tuple(feature_map.shape[1:3]))
@@ -155,10 +207,21 @@ class OcclusionAdversarialModel(TrainingModel):
         )
         # The random adversary's draws (its state is a model variable, so resumes exactly).
         self.seed_generator = keras.random.SeedGenerator(self.seed, name="occlusion_seed")
-        self.trackers = {
-            name: keras.metrics.Mean(name=name)
-            for name in ("clean_loss", "occluded_loss", "adversary_gain")
-        }
+        # The learned adversary: one score per mask slot of each family.
+        self.generator = keras.Sequential(
+            [
+                keras.layers.Flatten(name="generator_flatten"),
+                keras.layers.Dense(
+                    len(families) * 5, kernel_initializer="zeros", name="generator_scores"
+                ),
+            ],
+            name="occlusion_generator",
+        )
+        self.generator.build((None, *feature_map.shape[1:]))
+        names = ["clean_loss", "occluded_loss", "adversary_gain"]
+        if adversary == "generator":
+            names += ["generator_loss", "generator_agreement"]
+        self.trackers = {name: keras.metrics.Mean(name=name) for name in names}
         self.check_strategy_support()
 
     def _build_mask_tables(self, image_size, feature_size):
@@ -297,7 +360,8 @@ class OcclusionAdversarialModel(TrainingModel):
         step = self.optimizer.iterations if self.optimizer is not None else 0
         family, masks, count = self.step_masks(step)
         batch = ops.shape(labels)[0]
-        if self.adversary == "worst_of_k":
+        extra = 0.0
+        if self.adversary in ("worst_of_k", "generator"):
             candidates = self.candidate_losses(source, labels, masks)
             valid = ops.expand_dims(ops.arange(5) < count, 1)
             candidates = ops.where(valid, candidates, -1e9)
@@ -305,6 +369,10 @@ class OcclusionAdversarialModel(TrainingModel):
             best = ops.max(candidates, axis=0)
             mean = ops.sum(ops.where(valid, candidates, 0.0), axis=0) / ops.cast(count, "float32")
             self.trackers["adversary_gain"].update_state(best - mean)
+            if self.adversary == "generator":
+                choice, extra = self._generator_choice(
+                    source, labels, y_pred["feature_map"], family, count, choice, best
+                )
         else:
             draw = keras.random.uniform((batch,), seed=self.seed_generator)
             choice = ops.cast(ops.floor(draw * ops.cast(count, "float32")), "int32")
@@ -319,7 +387,29 @@ class OcclusionAdversarialModel(TrainingModel):
             ops.expand_dims(ops.one_hot(family, len(self.families), dtype="float32"), 1)
             * ops.expand_dims(hits, 0)
         )
-        return loss + self.occluded_weight * occluded
+        return loss + self.occluded_weight * occluded + extra
+
+    def _generator_choice(self, source, labels, feature_map, family, count, worst, worst_loss):
+        """The generator's sampled masks and its weighted imitation loss."""
+        scores = self.generator(ops.stop_gradient(feature_map))
+        scores = ops.take(ops.reshape(scores, (-1, len(self.families), 5)), family, axis=1)
+        scores = ops.where(ops.expand_dims(ops.arange(5) < count, 0), scores, -1e9)
+        choice = ops.cast(
+            keras.random.categorical(scores / self.temperature, 1, seed=self.seed_generator)[:, 0],
+            "int32",
+        )
+        clean_embeddings = self._embed(ops.stop_gradient(source), training=False)
+        clean_loss = _per_sample_cross_entropy(
+            labels, self.head([clean_embeddings, labels], training=False)
+        )
+        imitation = imitation_loss(
+            scores, worst, ops.stop_gradient(clean_loss), worst_loss, self.score_threshold
+        )
+        self.trackers["generator_loss"].update_state(imitation)
+        self.trackers["generator_agreement"].update_state(
+            ops.cast(ops.equal(choice, ops.cast(worst, "int32")), "float32")
+        )
+        return choice, self.generator_weight * ops.mean(imitation)
 
     def get_config(self):
         return {
@@ -333,6 +423,9 @@ class OcclusionAdversarialModel(TrainingModel):
             "fill": self.fill,
             "radius": self.radius,
             "seed": self.seed,
+            "generator_weight": self.generator_weight,
+            "score_threshold": self.score_threshold,
+            "temperature": self.temperature,
             "feature_layer": self.feature_layer,
             "name": self.name,
             "trainable": self.trainable,

@@ -12,6 +12,7 @@ from keras_face import training
 from keras_face.models import apply_embedding_output
 from keras_face.occlusion import OcclusionAdversarialModel
 from keras_face.occlusion import half_masks
+from keras_face.occlusion import imitation_loss
 from tests.training.test_trainer import SMALL_RUN
 
 pytestmark = pytest.mark.skipif(
@@ -165,3 +166,42 @@ def test_train_selects_the_method(tmp_path):
     assert os.path.exists(tmp_path / "run" / "embedding_model.keras")
     with pytest.raises(training.ConfigError, match="occlusion.space='pixels'"):
         training.load_config(None, ["occlusion.space=pixels"])
+
+
+def test_imitation_loss_keeps_the_successful_attacks_only():
+    logits = np.log(np.array([[0.7, 0.2, 0.1], [0.1, 0.8, 0.1], [0.2, 0.2, 0.6]], np.float32))
+    worst = np.array([0, 2, 2])
+    # p_y(clean) - p_y(worst): 0.9 - 0.5 = 0.4 (kept), 0.5 - 0.45 = 0.05 (dropped), 0.3 - 0.1.
+    clean_loss = -np.log(np.array([0.9, 0.5, 0.3], np.float32))
+    worst_loss = -np.log(np.array([0.5, 0.45, 0.1], np.float32))
+    got = keras.ops.convert_to_numpy(imitation_loss(logits, worst, clean_loss, worst_loss, 0.1))
+    np.testing.assert_allclose(got, [-np.log(0.7), 0.0, -np.log(0.6)], rtol=1e-5)
+
+
+def test_the_generator_learns_the_worst_mask():
+    recogniser, *_ = _setup()
+    # The recogniser frozen: each sample keeps its worst half, which the generator learns.
+    recogniser.backbone.trainable = False
+    recogniser.head.trainable = False
+    model = OcclusionAdversarialModel(
+        recogniser.backbone,
+        recogniser.head,
+        adversary="generator",
+        families=("halves",),
+        generator_weight=1.0,
+        score_threshold=0.0,
+        temperature=0.3,
+    )
+    model.compile(optimizer=keras.optimizers.SGD(0.5))
+    assert [v.path for v in model.trainable_variables] == [
+        "occlusion_generator/generator_scores/kernel",
+        "occlusion_generator/generator_scores/bias",
+    ]
+    _, _, _, images, labels = _setup()
+    images = np.concatenate([images] * 16)
+    labels = np.concatenate([labels] * 16)
+    history = model.fit((images, labels), labels, batch_size=16, epochs=15, verbose=0)
+    agreement = history.history["generator_agreement"]
+    assert agreement[0] < 0.9 and agreement[-1] == 1.0
+    assert history.history["generator_loss"][-1] < 0.1 * history.history["generator_loss"][0]
+    assert np.all(np.isfinite(history.history["loss"]))
