@@ -26,8 +26,10 @@ from keras_face.data.face_dataset import FaceDataset
 from keras_face.data.format_conversion import convert_face_dataset
 from keras_face.data.ijb_meta_files import build_ijb_meta
 from keras_face.data.ijb_meta_files import write_ijb_meta
+from keras_face.data.image_folder import ImageFolderScan
 from keras_face.data.image_folder import list_image_folder
 from keras_face.data.image_folder import read_image_folder
+from keras_face.data.image_folder import scan_image_folder
 from keras_face.data.image_folder import write_image_folder
 from keras_face.data.image_source import ImageSource
 from keras_face.data.image_source import IndexedSource
@@ -80,6 +82,7 @@ __all__ = [
     "estimate_similarity_transform",
     "FaceDataset",
     "file_digest",
+    "ImageFolderScan",
     "ImageSource",
     "IndexedSource",
     "IRHeader",
@@ -112,6 +115,7 @@ __all__ = [
     "RecordIOImagePack",
     "RecordIOReader",
     "RecordIOWriter",
+    "scan_image_folder",
     "synthetic_faces",
     "synthetic_pairs",
     "SyntheticFaces",

@@ -10,19 +10,27 @@ logger = logging.getLogger("keras_face.data")
 
 
 class UndecodableImageError(DataError):
-    """Raised in strict mode when an image inside a pack cannot be decoded; names its key."""
+    """Raised in strict mode when an image cannot be used; names its key and why.
+
+    Undecodable bytes, an unreadable or special file, or (with `size_mismatch="skip"`) an
+    image of another size than `image_size`.
+    """
 
 
 class DataStats:
     """What a `keras_face.data` reader delivered and skipped, pass by pass.
 
-    Readers decode images inside `tf.data`; an image that fails to decode is dropped from the
-    stream (never replaced, so no label is shifted) and recorded here with its key. The
-    counts are exact at the end of each pass over the data, when the reader also logs a
-    warning on the `"keras_face.data"` logger if anything was skipped. Pass the same object
-    to several readers to pool their counts, or read `stats` of the returned
-    `keras_face.data.FaceDataset`.
-    Counts assume one iterator at a time over a dataset (as Keras `fit` and loops do).
+    Readers decode images inside `tf.data`; an image that cannot be used (undecodable,
+    an unreadable or special file, or of another size than `image_size` with
+    `size_mismatch="skip"`) is dropped from the stream (never replaced, so no label is
+    shifted) and recorded here with its key and, where known, why. An image skipped in
+    every pass is one skipped image: `skipped` counts distinct keys and `skipped_keys`
+    lists each once, while `skip_events` counts every skip of every pass. The counts are
+    exact at the end of each pass over the data, when the reader also logs a warning on the
+    `"keras_face.data"` logger if anything was skipped. Pass the same object to several
+    readers to pool their counts, or read `stats` of the returned
+    `keras_face.data.FaceDataset`. Counts assume one iterator at a time over a dataset (as
+    Keras `fit` and loops do).
 
     Args:
         name: str or `None`. Label used in reports. Defaults to `None`.
@@ -34,7 +42,7 @@ class DataStats:
         stats = keras_face.data.DataStats()
         faces = keras_face.data.read_recordio("train.rec", batch_size=128, stats=stats)
         model.fit(faces.dataset, epochs=2, callbacks=[keras_face.data.DataStatsCallback(stats)])
-        print(stats.skipped, stats.skipped_keys[:10])
+        print(stats.skipped, stats.skipped_keys[:10], stats.skip_reasons)
         ```
     """
 
@@ -46,19 +54,34 @@ class DataStats:
     def reset(self):
         """Sets every count back to zero."""
         self.skipped = 0
+        self.skip_events = 0
         self.delivered = 0
         self.passes_completed = 0
         self.skipped_keys = []
+        self.skip_reasons = {}
         self.last_pass_skipped = 0
         self.last_pass_delivered = 0
+        self._seen = set()
 
-    def record_skipped(self, keys):
-        """Adds undecodable-image keys (strings or ints) to the counts."""
+    def record_skipped(self, keys, reasons=None):
+        """Adds skipped-image keys (strings or ints); a key seen before counts once.
+
+        Args:
+            keys: iterable of keys.
+            reasons: dict or `None`. Why some keys were skipped (`key -> str`), kept in
+                `skip_reasons` for the recorded keys. Defaults to `None`.
+        """
         keys = list(keys)
-        self.skipped += len(keys)
-        room = self.max_recorded_keys - len(self.skipped_keys)
-        if room > 0:
-            self.skipped_keys.extend(keys[:room])
+        self.skip_events += len(keys)
+        for key in keys:
+            if key in self._seen:
+                continue
+            self._seen.add(key)
+            self.skipped += 1
+            if len(self.skipped_keys) < self.max_recorded_keys:
+                self.skipped_keys.append(key)
+                if reasons and key in reasons:
+                    self.skip_reasons[key] = reasons[key]
 
     def record_delivered(self, count):
         """Adds `count` decoded images to the counts."""
@@ -68,11 +91,17 @@ class DataStats:
         """Returns a one-line report of the counts."""
         name = f"{self.name}: " if self.name else ""
         text = (
-            f"{name}{self.delivered} images decoded, {self.skipped} undecodable images skipped "
-            f"over {self.passes_completed} complete passes"
+            f"{name}{self.delivered} images decoded, {self.skipped} images skipped "
+            f"(undecodable, unreadable or of another size) over {self.passes_completed} "
+            "complete passes"
         )
+        if self.skip_events > self.skipped:
+            text += f" ({self.skip_events} skips in all passes together)"
         if self.skipped_keys:
-            shown = ", ".join(str(key) for key in self.skipped_keys[:10])
+            shown = ", ".join(
+                f"{key} ({self.skip_reasons[key]})" if key in self.skip_reasons else str(key)
+                for key in self.skipped_keys[:10]
+            )
             more = ", ..." if self.skipped > 10 else ""
             text += f" (keys: {shown}{more})"
         return text

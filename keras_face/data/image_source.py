@@ -18,6 +18,9 @@ import tensorflow as tf
 
 from keras_face.data.data_stats import UndecodableImageError
 from keras_face.data.data_stats import logger
+from keras_face.data.image_codec import describe_unusable_image
+from keras_face.data.image_codec import jpeg_header_problem
+from keras_face.data.image_codec import try_image_size_of
 
 POSITION_BITS = 40
 POSITION_MASK = (1 << POSITION_BITS) - 1
@@ -35,6 +38,12 @@ class ImageSource(Protocol):
     sequence numbers that reach the end of the pipeline is exactly the set of undecodable
     images; the pipeline asks `key_of(position)` for their keys (and `describe_key(key)` for
     an error message), and calls `forget(positions)` for the delivered ones.
+
+    Two optional methods make skips clearer: `skip_reason(position, image_size)` says why
+    the image at a position of the current pass was skipped (`IndexedSource` notes read
+    problems and looks at the first few skipped images again), and `reference_image_size()`
+    gives the size batches use when `ReadOptions.image_size` is `None` (`IndexedSource`:
+    the first readable image's).
 
     A source whose payloads are not encoded images (e.g. raw pixels) also defines
     `decode_payload(payload)`: a TensorFlow function from one scalar `tf.string` to a uint8
@@ -110,6 +119,8 @@ class PassTracker:
         self.delivered = 0
         self.skipped_this_pass = 0
         self.first_skipped_keys = []
+        # The size images must have (set by the pipeline), for the reasons of skips.
+        self.image_size = options.image_size
 
     def emit(self, start, count):
         """Registers positions `start .. start + count - 1` of this pass; returns their sequences.
@@ -140,13 +151,25 @@ class PassTracker:
             return
         keys = [self.source.key_of(int(position)) for position in positions]
         self.skipped_this_pass += len(keys)
-        self.stats.record_skipped(keys)
-        room = 10 - len(self.first_skipped_keys)
-        self.first_skipped_keys.extend(keys[: max(room, 0)])
+        room = max(10 - len(self.first_skipped_keys), 0)
+        # Why an image was skipped: known to the source (an unreadable file), or found by
+        # looking at the first few again in Python (a rare event: the cost stays bounded).
+        reasons = {}
+        skip_reason = getattr(self.source, "skip_reason", None)
+        if skip_reason is not None:
+            for position, key in list(zip(positions, keys))[: max(room, 1)]:
+                reason = skip_reason(int(position), self.image_size)
+                if reason:
+                    reasons[key] = reason
+        self.stats.record_skipped(keys, reasons)
+        self.first_skipped_keys.extend(
+            f"{key} ({reasons[key]})" if key in reasons else key for key in keys[:room]
+        )
         if self.strict:
+            reason = f": {reasons[keys[0]]}" if keys[0] in reasons else ""
             raise UndecodableImageError(
                 f"Undecodable image in {self.source.description} at key "
-                f"{self.source.describe_key(keys[0])}"
+                f"{self.source.describe_key(keys[0])}{reason}"
                 + (f" (and {len(keys) - 1} more: {keys[1:6]})" if len(keys) > 1 else "")
                 + ". Pass strict=False to skip and count undecodable images instead."
             )
@@ -294,6 +317,72 @@ class IndexedSource:
     def describe_key(self, key):
         return str(key)
 
+    def _problems(self):
+        # Created on first use: subclasses of older code may not call __init__.
+        return self.__dict__.setdefault("problems", {})
+
+    def note_problem(self, item, reason):
+        """Records why item `item` cannot be used (its payload is then sent empty).
+
+        The pipeline skips and counts the item like an undecodable image; `reason` appears
+        in the counts (`keras_face.data.DataStats.skip_reasons`) and strict-mode errors.
+
+        Args:
+            item: int. The item index.
+            reason: str. E.g. `"a named pipe, not a regular file"`.
+        """
+        self._problems()[self.item_key(item)] = reason
+
+    def skip_reason(self, position, image_size=None):
+        """Why the image at `position` of this pass was skipped, or `None` when unknown.
+
+        A problem noted while reading (`note_problem`) is returned as is; otherwise the
+        payload is read again and looked at with Pillow (called for the first few skipped
+        images of a pass only).
+
+        Args:
+            position: int. Position in the current pass.
+            image_size: `(height, width)` or `None`. The size images must have.
+        """
+        item = int(self.order[position])
+        known = self._problems().get(self.item_key(item))
+        if known is not None or hasattr(self, "decode_payload"):
+            return known
+        try:
+            payload = self.read_payloads(np.array([item], dtype=np.int64))[0]
+        except Exception as error:  # a source's own read error, reported not raised
+            return f"unreadable ({error})"
+        return describe_unusable_image(payload, image_size)
+
+    def reference_image_size(self):
+        """`(height, width)` of the first readable image in index order, or `None`.
+
+        The pipeline uses it as `image_size` when batching without one, so that an image
+        of another size is resized or skipped (`ReadOptions.size_mismatch`) instead of
+        failing the batch.
+        """
+        if hasattr(self, "decode_payload"):
+            return None
+        for item in range(min(int(self.num_items), 16)):
+            try:
+                payload = self.read_payloads(np.array([item], dtype=np.int64))[0]
+            except Exception:  # a source's own read error: try the next item
+                continue
+            size = try_image_size_of(payload) if len(payload) else None
+            if size is not None:
+                return size
+        return None
+
+    def _screen_payloads(self, items, payloads):
+        """Empties the payloads whose JPEG header is damaged, noting why (see the module)."""
+        for index, payload in enumerate(payloads):
+            if bytes(payload[:2]) == b"\xff\xd8":
+                problem = jpeg_header_problem(payload)
+                if problem is not None:
+                    self.note_problem(int(items[index]), problem)
+                    payloads[index] = b""
+        return payloads
+
     def forget(self, positions):
         # Nothing to release: keys are recomputed from `order`, which lives for one pass
         # (a streaming source drops the keys it kept for delivered positions here).
@@ -310,7 +399,12 @@ class IndexedSource:
             start = int(index) * self.chunk_size
             items = self.order[start : start + self.chunk_size]
             payloads = np.empty(len(items), dtype=object)
-            payloads[:] = self.read_payloads(items)
+            read = list(self.read_payloads(items))
+            if not hasattr(self, "decode_payload"):
+                # A JPEG damaged inside its header would make libjpeg print to the console
+                # (e.g. "Improper call to JPEG library in state 201") before failing.
+                read = self._screen_payloads(items, read)
+            payloads[:] = read
             sequences = tracker.emit(start, len(items))
             return sequences, payloads, self.labels[items]
 

@@ -144,6 +144,7 @@ def _decode(
     flip_seed=None,
     decode_payload=None,
     jpeg_dct_method=DEFAULT_JPEG_DCT_METHOD,
+    image_size=None,
 ):
     if decode_payload is None:
         image = decode_payload_image(payload, jpeg_dct_method)
@@ -158,6 +159,9 @@ def _decode(
         )
         axes = tf.range(tf.cast(coin < 0.5, tf.int32)) + 1  # [] (keep) or [1] (mirror)
         image = tf.reverse(image, axes)
+    if image_size is not None:
+        # Here rather than in a map of its own: one pipeline stage less per image.
+        image = resize_image(image, image_size)
     return sequence, image, label
 
 
@@ -216,10 +220,16 @@ def _build(source, options):
     stats = options.stats if options.stats is not None else DataStats(name=source.description)
     batch_size = options.batch_size
     image_size = options.image_size
+    if image_size is None and batch_size is not None:
+        # Batches need one size: take the source's (an odd image is then resized or
+        # skipped and counted, never a batching error naming no file).
+        reference = getattr(source, "reference_image_size", None)
+        image_size = reference() if reference is not None else None
     augmentation = options.augmentation_function()
     preprocessing = options.preprocessing
     num_parallel_calls = options.num_parallel_calls
     tracker = PassTracker(source, options, stats)
+    tracker.image_size = image_size
     seed = options.seed
     flip_seed = int(seed) if seed is not None else int(np.random.default_rng().integers(2**31))
 
@@ -245,6 +255,8 @@ def _build(source, options):
         flip_seed=flip_seed if options.flip else None,
         decode_payload=getattr(source, "decode_payload", None),
         jpeg_dct_method=options.jpeg_dct_method,
+        # With size_mismatch="skip" images are compared with image_size before any resize.
+        image_size=image_size if options.size_mismatch == "resize" else None,
     )
 
     def decode_chunk(sequences, payloads, labels):
@@ -269,9 +281,21 @@ def _build(source, options):
     decoded = chunks.interleave(
         decode_chunk, cycle_length=cycle_length, block_length=source.chunk_size, **ordered
     )
+    skip_other_sizes = image_size is not None and options.size_mismatch == "skip"
+    if skip_other_sizes:
+        # A dropped image leaves a gap in the sequences: skipped and counted, with its size.
+        height, width = image_size
+        decoded = decoded.filter(
+            lambda sequence, image, label: tf.logical_and(
+                tf.equal(tf.shape(image)[0], height), tf.equal(tf.shape(image)[1], width)
+            )
+        )
     per_element = compose(per_element_steps)
-    if image_size is not None or per_element is not None:
-        transform = functools.partial(_transform, image_size=image_size, per_element=per_element)
+    if skip_other_sizes or per_element is not None:
+        # resize_image passes the kept images through and gives them their static shape.
+        transform = functools.partial(
+            _transform, image_size=image_size if skip_other_sizes else None, per_element=per_element
+        )
         decoded = decoded.map(
             transform, num_parallel_calls=parallel or tf.data.AUTOTUNE, deterministic=True
         )

@@ -15,6 +15,7 @@ from keras_face.data.preprocessing import check_image_size
 
 JPEG_DCT_METHODS = ("INTEGER_ACCURATE", "INTEGER_FAST")
 DEFAULT_JPEG_DCT_METHOD = "INTEGER_ACCURATE"
+SIZE_MISMATCH = ("resize", "skip")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,8 +56,15 @@ class ReadOptions:
             bit) or `"INTEGER_FAST"` (TensorFlow's default: faster, pixels differ by up to
             about 10 levels). PNG and other formats are unaffected. See
             `docs/data-formats.md` for the measured cost. Defaults to `"INTEGER_ACCURATE"`.
-        image_size: int, `(height, width)` or `None`. Resize images of another size
-            (bilinear); stored as a `(height, width)` tuple. Defaults to `None`.
+        image_size: int, `(height, width)` or `None`. The size of the delivered images;
+            stored as a `(height, width)` tuple. Images of another size are resized
+            (bilinear) or skipped, as `size_mismatch` says. With `None` and a `batch_size`,
+            the size of the source's first image is used (RecordIO packs, image folders),
+            so one image of another size never fails a batch. Defaults to `None`.
+        size_mismatch: str. What happens to an image whose size is not `image_size`:
+            `"resize"` (bilinear, rounded back to uint8) or `"skip"` (dropped and counted
+            in `stats` with its key and size, like an undecodable image; raises in `strict`
+            mode). Defaults to `"resize"`.
         flip: bool. Random horizontal flip. Defaults to `False`.
         preprocessing: `None`, `"arcface"` or `"insightface"`; see
             `keras_face.data.preprocess`. Images stay uint8 when `None`. Defaults to `None`.
@@ -93,6 +101,7 @@ class ReadOptions:
     input_context: Any = None
     jpeg_dct_method: str = DEFAULT_JPEG_DCT_METHOD
     image_size: Any = None
+    size_mismatch: str = "resize"
     flip: bool = False
     preprocessing: Any = None
     augmentation: Any = None
@@ -146,6 +155,11 @@ class ReadOptions:
         object.__setattr__(self, "shard_index", int(shard_index))
         object.__setattr__(self, "jpeg_dct_method", check_jpeg_dct_method(self.jpeg_dct_method))
         object.__setattr__(self, "image_size", check_image_size(self.image_size))
+        if not isinstance(self.size_mismatch, str) or self.size_mismatch not in SIZE_MISMATCH:
+            raise ValueError(
+                f"`size_mismatch` must be one of {SIZE_MISMATCH}. "
+                f"Received: size_mismatch={self.size_mismatch!r}"
+            )
         if self.preprocessing is not None and self.preprocessing not in PREPROCESSING_MODES:
             raise ValueError(
                 f"`preprocessing` must be None or one of {sorted(PREPROCESSING_MODES)}. "

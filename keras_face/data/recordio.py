@@ -161,7 +161,8 @@ def _encode_frames(record):
     return b"".join(pieces)
 
 
-def _default_index_path(rec_path):
+def default_index_path(rec_path):
+    """The `.idx` beside a `.rec`: the same path with the `.idx` suffix."""
     return os.path.splitext(os.fspath(rec_path))[0] + ".idx"
 
 
@@ -188,7 +189,7 @@ class RecordIOWriter:
     def __init__(self, path, index_path="auto"):
         self.path = os.fspath(path)
         if index_path == "auto":
-            index_path = _default_index_path(self.path)
+            index_path = default_index_path(self.path)
         self.index_path = None if index_path is None else os.fspath(index_path)
         self._file = open(self.path, "w+b")
         self._index_file = open(self.index_path, "w") if self.index_path else None
@@ -299,7 +300,7 @@ class RecordIOReader:
         if not os.path.isfile(self.path):
             raise FileNotFoundError(f"RecordIO file not found. Received: path={self.path!r}")
         if index_path == "auto":
-            candidate = _default_index_path(self.path)
+            candidate = default_index_path(self.path)
             index_path = candidate if os.path.isfile(candidate) else None
         self.index_path = None if index_path is None else os.fspath(index_path)
         self._file = open(self.path, "rb")
@@ -322,6 +323,11 @@ class RecordIOReader:
     def _load_index(self, index_path):
         with open(index_path, "rb") as file:
             tokens = file.read().split()
+        if not tokens and self.size:
+            raise RecordIOError(
+                f"{index_path} is empty but {self.path} has {self.size} bytes: the .idx lists 0 "
+                "records. Rebuild the index, or pass index_path=None to scan the .rec."
+            )
         if len(tokens) % 2:
             raise RecordIOError(
                 f"{index_path}: expected `key<TAB>offset` lines, found an odd number of fields "
@@ -330,8 +336,10 @@ class RecordIOReader:
         try:
             keys = np.array(tokens[0::2], dtype=np.int64)
             offsets = np.array(tokens[1::2], dtype=np.int64)
-        except ValueError as error:
-            raise RecordIOError(f"{index_path}: non-integer key or offset ({error}).") from None
+        except (ValueError, OverflowError) as error:
+            raise RecordIOError(
+                f"{index_path}: a key or offset is not a 64-bit integer ({error})."
+            ) from None
         if len(np.unique(keys)) != len(keys):
             unique, counts = np.unique(keys, return_counts=True)
             raise RecordIOError(
@@ -390,8 +398,10 @@ class RecordIOReader:
             )
         self.cflags = cflags
         self.lengths = lengths.astype(np.int64)
+        # Where each record's last frame ends (padding included): the next record starts here.
+        self.record_ends = offsets + 8 + ((self.lengths + 3) & ~3)
         for i in np.flatnonzero(cflags == 1):
-            self.lengths[i] = self._walk_multipart(int(offsets[i]))[1]
+            _, self.lengths[i], self.record_ends[i] = self._walk_multipart(int(offsets[i]))
 
     def _walk_multipart(self, offset):
         """Follows the frames of a record starting at `offset`.
@@ -445,6 +455,49 @@ class RecordIOReader:
             _, _, position = self._walk_multipart(position)
         offsets = np.array(offsets, dtype=np.int64)
         return np.arange(len(offsets), dtype=np.int64), offsets
+
+    def check_index_covers_file(self):
+        """Raises `RecordIOError` unless the indexed records tile the `.rec` exactly.
+
+        Every byte of a `.rec` written by MXNet, insightface or `RecordIOWriter` belongs to
+        one indexed record, so a gap (records the `.idx` does not list, e.g. a truncated
+        `.idx`), an overlap (two keys pointing into one record) or bytes after the last
+        record mean the `.idx` and the `.rec` do not belong together. Also raises for a
+        pack without any record.
+
+        Example:
+            ```python
+            with keras_face.data.RecordIOReader("train.rec") as reader:
+                reader.check_index_covers_file()
+            ```
+        """
+        where = f"{self.index_path} (the index of {self.path})" if self.index_path else self.path
+        if not len(self.offsets):
+            raise RecordIOError(
+                f"{where} holds no records: the .rec has {self.size} bytes and the index 0 "
+                "entries. Received: num_records=0"
+            )
+        order = np.argsort(self.offsets, kind="stable")
+        starts = self.offsets[order]
+        ends = self.record_ends[order]
+        expected_starts = np.concatenate([[0], ends[:-1]])
+        bad = np.flatnonzero(starts != expected_starts)
+        if len(bad):
+            i = bad[0]
+            what = "is not listed in" if starts[i] > expected_starts[i] else "overlaps a record of"
+            raise RecordIOError(
+                f"{self.path}: bytes {int(expected_starts[i])}..{int(starts[i])} {what} the "
+                f"index (key {int(self.keys[order[i]])} starts at offset {int(starts[i])}, the "
+                f"previous record ends at {int(expected_starts[i])}): {where} lists "
+                f"{len(self.offsets)} records that do not tile the file. The .idx is damaged or "
+                "belongs to another .rec."
+            )
+        if ends[-1] != self.size:
+            raise RecordIOError(
+                f"{self.path} has {self.size} bytes but the {len(self.offsets)} records listed "
+                f"by {where} end at offset {int(ends[-1])}: the .idx is truncated (records "
+                "missing from it) or belongs to another .rec."
+            )
 
     # ----------------------------------------------------------------------------- access
     def __len__(self):

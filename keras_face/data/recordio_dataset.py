@@ -20,16 +20,20 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
+from keras_face.data.data_stats import UndecodableImageError
 from keras_face.data.data_stats import logger
 from keras_face.data.image_codec import check_image_format
 from keras_face.data.image_codec import check_quality
 from keras_face.data.image_codec import decode_image
+from keras_face.data.image_codec import describe_os_error
 from keras_face.data.image_codec import encode_image
 from keras_face.data.image_codec import image_format_of
+from keras_face.data.image_codec import read_regular_file
 from keras_face.data.image_codec import to_encoded
 from keras_face.data.image_codec import try_image_size_of
 from keras_face.data.image_folder import IMAGE_EXTENSIONS
-from keras_face.data.image_folder import list_image_folder
+from keras_face.data.image_folder import check_not_empty
+from keras_face.data.image_folder import scan_image_folder
 from keras_face.data.image_source import IndexedSource
 from keras_face.data.pipeline import as_class_ids
 from keras_face.data.pipeline import read_source
@@ -40,8 +44,10 @@ from keras_face.data.recordio import IRHeader
 from keras_face.data.recordio import RecordIOError
 from keras_face.data.recordio import RecordIOReader
 from keras_face.data.recordio import RecordIOWriter
+from keras_face.data.recordio import default_index_path
 from keras_face.data.recordio import pack_header
 from keras_face.data.recordio import unpack_header
+from keras_face.errors import DataError
 
 LAYOUTS = ("auto", "insightface", "plain")
 
@@ -73,22 +79,28 @@ def _read_property(rec_path):
     path = property_path_of(rec_path)
     if not os.path.isfile(path):
         return None
-    with open(path) as file:
-        text = file.read().strip()
+    with open(path, "rb") as file:
+        raw = file.read()
+    try:
+        text = raw.decode("ascii").strip()
+    except UnicodeDecodeError:
+        raise RecordIOError(
+            f"{path} is not text: expected `num_classes,height,width`. Received: {raw[:40]!r}"
+        ) from None
     expected = "`num_classes,height,width`, optionally followed by a line with the image count"
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     try:
         values = [int(value) for value in lines[0].split(",")] if lines else []
         image_count = int(lines[1]) if len(lines) == 2 else None
     except ValueError:
-        raise ValueError(f"{path}: expected {expected}. Received: {text!r}") from None
+        raise RecordIOError(f"{path}: expected {expected}. Received: {text!r}") from None
     if (
         len(lines) not in (1, 2)
         or len(values) != 3
         or min(values) <= 0
         or (image_count is not None and image_count < 0)
     ):
-        raise ValueError(f"{path}: expected {expected}. Received: {text!r}")
+        raise RecordIOError(f"{path}: expected {expected}. Received: {text!r}")
     return path, values[0], (values[1], values[2]), image_count
 
 
@@ -97,7 +109,15 @@ class RecordIOImagePack:
 
     Opening reads every image header at once from the memory-mapped file (vectorised), checks
     that every label is an integer class id (a float label such as 3.5 raises, naming the
-    key) and detects the layout.
+    key) and detects the layout. The header record, the `.idx` and the `property` file are
+    cross-checked before anything is allocated from their numbers: the indexed records must
+    tile the `.rec`; an insightface header `[a, b]` must describe exactly the `b` records the
+    `.idx` lists (images at keys `1..a-1`, identity records at `a..b-1`); its identity count
+    must equal the `property` file's class count and exceed every label. Any disagreement
+    (and an empty pack, or a damaged header: NaN, infinite, fractional or reversed labels, or
+    identity records behind a record 0 that is no header) raises
+    `keras_face.data.RecordIOError` naming the file and both numbers: a pack that does not
+    add up is never read as fewer images or more classes than it holds.
 
     Args:
         path: str or path-like. The `.rec` file.
@@ -119,9 +139,14 @@ class RecordIOImagePack:
             raise ValueError(f"`layout` must be one of {LAYOUTS}. Received: layout={layout!r}")
         self.path = os.fspath(path)
         self.reader = RecordIOReader(self.path, index_path=index_path)
-        self.layout, image_positions, self.header_labels = self._detect_layout(layout)
-        self._index_images(image_positions)
-        self._set_num_classes()
+        try:
+            self.reader.check_index_covers_file()
+            self.layout, image_positions, self.header_labels = self._detect_layout(layout)
+            self._index_images(image_positions, layout)
+            self._set_num_classes()
+        except BaseException:
+            self.reader.close()
+            raise
         self._identity_ranges = None
         # The pack's own read-only map of the file (the page cache is shared with the
         # reader's): slicing it is the fastest way to the image bytes (under 1 us an image).
@@ -131,7 +156,12 @@ class RecordIOImagePack:
 
     # ------------------------------------------------------------------------ layout
     def _header_record(self):
-        """Returns `(a, b)` when key 0 is an insightface header record, else `None`."""
+        """Returns `(a, b)` when key 0 is an insightface header record, else `None`.
+
+        A header record has flag 2 and no image. One whose labels are not integer keys
+        `1 <= a <= b` (NaN, infinite, fractional, reversed) is damaged: it raises naming
+        both numbers rather than reading the pack in another layout.
+        """
         if 0 not in self.reader:
             return None
         position = int(self.reader.positions_of([0])[0])
@@ -143,12 +173,22 @@ class RecordIOImagePack:
         if header.flag != 2 or (len(data) and image_format_of(data) is not None):
             return None
         first, end = (float(value) for value in header.label)
-        if first != int(first) or end != int(end) or not 1 <= first <= end:
-            return None
+        if not (np.isfinite(first) and np.isfinite(end)) or first != int(first) or end != int(end):
+            raise RecordIOError(
+                f"{self.path}: the header record (key 0) holds labels [{first!r}, {end!r}], "
+                "which are not the integer keys [first identity record, end] of an insightface "
+                f"pack: the header is damaged. Received: header labels=[{first!r}, {end!r}]"
+            )
+        if not 1 <= first <= end:
+            raise RecordIOError(
+                f"{self.path}: the header record (key 0) holds labels [{int(first)}, {int(end)}]"
+                "; an insightface header needs 1 <= first identity key <= end: the header is "
+                f"damaged. Received: header labels=[{int(first)}, {int(end)}]"
+            )
         return int(first), int(end)
 
     def _detect_layout(self, layout):
-        header = self._header_record()
+        header = self._header_record() if layout != "plain" else None
         if layout == "insightface" and header is None:
             raise RecordIOError(
                 f"{self.path}: layout='insightface' needs record 0 to be a header with flag 2, "
@@ -156,18 +196,53 @@ class RecordIOImagePack:
             )
         if layout == "plain" or header is None:
             return "plain", np.arange(len(self.reader), dtype=np.int64), None
-        first, end = header
-        try:
-            positions = self.reader.positions_of(np.arange(1, first, dtype=np.int64))
-        except KeyError as error:
-            raise RecordIOError(
-                f"{self.path}: the header record says images are keys 1..{first - 1}, but "
-                f"{error.args[0]}"
-            ) from None
+        self._check_header_against_index(*header)
+        first, _ = header
+        positions = self.reader.positions_of(np.arange(1, first, dtype=np.int64))
         return "insightface", positions, header
 
+    def _check_header_against_index(self, first, end):
+        """Raises unless header `[first, end]` describes the records the `.idx` lists.
+
+        An insightface pack holds exactly keys `0 .. end - 1`: the header, the images
+        `1 .. first - 1` and the identity records `first .. end - 1`. Checked before
+        anything is allocated from the header's numbers (a damaged header may claim 2e9).
+        """
+        reader = self.reader
+        count = len(reader)
+        index = reader.index_path or f"{self.path} (scanned, no .idx)"
+        low, high = int(reader.keys.min()), int(reader.keys.max())
+        if count != end or low != 0 or high != end - 1:
+            raise RecordIOError(
+                f"{self.path}: the header record (key 0) says the pack holds {end} records "
+                f"({first - 1} images at keys 1..{first - 1}, {end - first} identity records at "
+                f"keys {first}..{end - 1}), but {index} lists {count} records (keys "
+                f"{low}..{high}). The header or the .idx is damaged. "
+                f"Received: header labels=[{first}, {end}], num_records={count}"
+            )
+        boundary = []
+        if first > 1:
+            boundary.append((first - 1, False))  # the last image
+        if first < end:
+            boundary.append((first, True))  # the first identity record
+        for key, identity in boundary:
+            position = int(reader.positions_of([key])[0])
+            try:
+                header, data = unpack_header(reader.read_at_position(position))
+            except ValueError:
+                header, data = None, b""
+            is_identity = header is not None and header.flag == 2 and not len(data)
+            if is_identity != identity:
+                expected = "an identity record" if identity else "an image"
+                raise RecordIOError(
+                    f"{self.path}: the header record (key 0) says key {key} is {expected} "
+                    f"(images at keys 1..{first - 1}, identity records at keys "
+                    f"{first}..{end - 1}), but it is not. The header is damaged. "
+                    f"Received: header labels=[{first}, {end}]"
+                )
+
     # ------------------------------------------------------------------------ images
-    def _index_images(self, positions):
+    def _index_images(self, positions, layout):
         reader = self.reader
         self.record_positions = positions
         self.keys = reader.keys[positions]
@@ -176,6 +251,7 @@ class RecordIOImagePack:
         lengths = reader.lengths[positions]
         single = reader.cflags[positions] == 0
         labels = np.zeros(count, dtype=np.float64)
+        record_flags = np.full(count, -1, dtype=np.int64)  # -1: multi-part, read below
         data_offsets = np.full(count, -1, dtype=np.int64)
         data_lengths = np.zeros(count, dtype=np.int64)
 
@@ -190,6 +266,7 @@ class RecordIOImagePack:
         headers = reader.gather(self.record_offsets[index] + 8, IR_HEADER_SIZE)
         flags = np.ascontiguousarray(headers[:, 0:4]).view("<u4").ravel().astype(np.int64)
         labels[index] = np.ascontiguousarray(headers[:, 4:8]).view("<f4").ravel()
+        record_flags[index] = flags
         label_bytes = 4 * flags
         too_short = np.flatnonzero(lengths[index] < IR_HEADER_SIZE + label_bytes)
         if len(too_short):
@@ -207,14 +284,25 @@ class RecordIOImagePack:
         data_lengths[index] = lengths[index] - IR_HEADER_SIZE - label_bytes
 
         for i in np.flatnonzero(~single):  # multi-part records: rare, read in full
-            header, data = unpack_header(reader.read_at_position(positions[i]))
+            try:
+                header, data = unpack_header(reader.read_at_position(positions[i]))
+            except ValueError as error:
+                raise RecordIOError(
+                    f"{self.path}: the record at offset {self.record_offsets[i]} (key "
+                    f"{self.keys[i]}) is not an image record: {error}"
+                ) from None
             labels[i] = header.label if header.flag == 0 else header.label[0]
+            record_flags[i] = header.flag
             data_lengths[i] = len(data)
 
+        self.record_flags = record_flags
+        self.data_lengths = data_lengths
+        if layout == "auto" and self.layout == "plain":
+            self._check_no_identity_records()
         bad = ~np.isfinite(labels) | (labels != np.round(labels)) | (labels < 0) | (labels >= 2**31)
         if np.any(bad):
             i = np.flatnonzero(bad)[0]
-            raise ValueError(
+            raise RecordIOError(
                 f"{self.path}: the image record at offset {self.record_offsets[i]} (key "
                 f"{self.keys[i]}) has label {float(labels[i])!r}, which is not an integer class "
                 "id. Nothing was read."
@@ -223,30 +311,73 @@ class RecordIOImagePack:
         self.data_offsets = data_offsets
         self.data_lengths = data_lengths
 
+    def _check_no_identity_records(self):
+        """Raises when a pack read as plain holds insightface identity records.
+
+        Identity records (flag 2, labels `[start, end)`, no image) exist only after an
+        insightface header; finding them in a pack whose record 0 is not a valid header
+        means the header record is damaged, and reading on would count every identity
+        record as an image.
+        """
+        identity_like = np.flatnonzero((self.record_flags == 2) & (self.data_lengths == 0))
+        if not len(identity_like):
+            return
+        position = int(self.record_positions[0]) if len(self.record_positions) else 0
+        try:
+            header, data = unpack_header(self.reader.read_at_position(position))
+            found = f"flag={header.flag}, label={header.label!r}, {len(data)} bytes of data"
+        except ValueError as error:
+            found = str(error)
+        raise RecordIOError(
+            f"{self.path}: {len(identity_like)} records (keys "
+            f"{self.keys[identity_like[:5]].tolist()}...) are insightface identity records "
+            "(flag 2, no image) but record 0 is not a valid insightface header: the header "
+            "record is damaged. Pass layout='plain' to read every record as an image anyway. "
+            f"Received: record 0 with {found}"
+        )
+
     def _set_num_classes(self):
         max_label = int(self.labels.max()) if len(self.labels) else -1
         found = _read_property(self.path)
         if found is not None:
             property_path, num_classes, self.image_shape, image_count = found
             if image_count is not None and image_count != self.num_images:
-                raise ValueError(
+                raise RecordIOError(
                     f"{self.path}: {property_path} declares {image_count} images but the pack "
                     f"holds {self.num_images} image records."
                 )
             if max_label >= num_classes:
-                raise ValueError(
+                raise RecordIOError(
                     f"{self.path}: labels go up to {max_label} but {property_path} declares "
-                    f"{num_classes} classes."
+                    f"{num_classes} classes. Received: num_classes={num_classes}"
+                )
+            declared = self._declared_identities()
+            if declared is not None and declared != num_classes:
+                raise RecordIOError(
+                    f"{self.path}: the header record declares {declared} identity records but "
+                    f"{property_path} declares {num_classes} classes. "
+                    f"Received: header labels={list(self.header_labels)}, "
+                    f"num_classes={num_classes}"
                 )
             self.num_classes = num_classes
             return
         self.image_shape = None
-        if self.header_labels is not None:
-            declared = self.header_labels[1] - self.header_labels[0]
-            if declared > max_label:
-                self.num_classes = declared
-                return
+        declared = self._declared_identities()
+        if declared is not None:
+            if declared <= max_label:
+                raise RecordIOError(
+                    f"{self.path}: labels go up to {max_label} but the header record declares "
+                    f"{declared} identity records. Received: header labels="
+                    f"{list(self.header_labels)}"
+                )
+            self.num_classes = declared
+            return
         self.num_classes = max_label + 1
+
+    def _declared_identities(self):
+        if self.header_labels is None:
+            return None
+        return self.header_labels[1] - self.header_labels[0]
 
     @property
     def num_images(self):
@@ -340,7 +471,10 @@ def read_recordio(path, options=None, *, layout="auto", index_path="auto", **opt
     `"keras_face.data"` logger at the end of the pass. With `strict=True` the pipeline raises
     instead, naming the key. Structural problems (truncated `.rec`, wrong magic word, `.idx`
     offset past the end) raise `keras_face.data.RecordIOError` naming the file and offset
-    when this function is called.
+    when this function is called, and so do a header record, `.idx` and `property` file that
+    disagree (see `keras_face.data.RecordIOImagePack`) and a pack without images. Images of
+    another size than `image_size` (when batching without one: the first image's) are
+    resized, or skipped and counted, as `keras_face.data.ReadOptions.size_mismatch` says.
 
     Args:
         path: str or path-like. The `.rec` file; the `.idx` beside it is used.
@@ -368,6 +502,12 @@ def read_recordio(path, options=None, *, layout="auto", index_path="auto", **opt
     """
     options = resolve_options(options, option_overrides)
     pack = RecordIOImagePack(path, index_path=index_path, layout=layout)
+    if pack.num_images == 0:
+        pack.close()
+        raise RecordIOError(
+            f"{pack.path}: the pack holds no image record (layout {pack.layout!r}, "
+            f"{len(pack.reader)} records). Received: num_images=0"
+        )
     return read_source(_RecordIOSource(pack), options)
 
 
@@ -525,7 +665,12 @@ def pack_image_folder(
     images of another size are resized and re-encoded as JPEG at `quality`. With
     `verify=True` each file is fully decoded first: an undecodable file is skipped and counted
     (listed in the returned summary and logged at the end), or raises naming the file when
-    `strict=True`.
+    `strict=True`. Entries that cannot be read (see `keras_face.data.scan_image_folder`: a
+    named pipe or other special file, which is never opened for reading, a dangling link, a
+    link loop, a file or directory without permission) are skipped and counted the same way.
+    A folder without identities or images, or whose images all fail, raises
+    `keras_face.errors.DataError` naming it, and no `.rec`/`.idx` is left behind (nor after
+    any other error).
 
     Args:
         directory: str or path-like. Root of the tree.
@@ -534,8 +679,8 @@ def pack_image_folder(
         image_size: int, `(height, width)` or `None`. Resize to this size. Defaults to `None`.
         quality: int. JPEG quality for re-encoded images. Defaults to `95`.
         verify: bool. Decode every file before packing it. Defaults to `True`.
-        strict: bool. Raise on an undecodable file instead of skipping it.
-            Defaults to `False`.
+        strict: bool. Raise (`keras_face.errors.DataError`) on an undecodable or
+            unreadable file instead of skipping it. Defaults to `False`.
         extensions: tuple of str. Image file suffixes. Defaults to common image suffixes.
         progress: bool. Show a progress bar. Defaults to `True`.
 
@@ -551,15 +696,33 @@ def pack_image_folder(
     """
     image_size = check_image_size(image_size)
     quality = check_quality(quality)
-    paths, labels, class_names = list_image_folder(directory, extensions=extensions)
-    skipped = []
+    directory = os.fspath(directory)
+    output_path = os.fspath(output_path)
+    scan = scan_image_folder(directory, extensions=extensions)
+    check_not_empty(directory, scan, extensions)
+    if strict and scan.unreadable:
+        path, _, reason = scan.unreadable[0]
+        raise DataError(
+            f"Cannot read {path!r} ({reason}) in the image folder {directory}. Pass "
+            "strict=False to skip unreadable files."
+        )
+    paths, labels, class_names = scan.paths, scan.labels, scan.class_names
+    skipped = [path for path, _, _ in scan.unreadable]
 
     def samples():
         for path, label in tqdm(
             list(zip(paths, labels)), desc="Packing images", disable=not progress
         ):
-            with open(path, "rb") as file:
-                data = file.read()
+            try:
+                data = read_regular_file(path)
+            except OSError as error:
+                if strict:
+                    raise DataError(
+                        f"Cannot read image file {path!r} ({describe_os_error(error)}). Pass "
+                        "strict=False to skip unreadable files."
+                    ) from None
+                skipped.append(path)
+                continue
             image_format = image_format_of(data)
             needs_pixels = verify or image_size is not None or image_format not in ("jpeg", "png")
             if needs_pixels:
@@ -567,10 +730,10 @@ def pack_image_folder(
                     pixels = decode_image(data)
                 except Exception as error:  # Pillow raises many types for bad files
                     if strict:
-                        raise ValueError(
+                        raise UndecodableImageError(
                             f"Cannot decode image file {path!r} ({error}). Pass strict=False to "
                             "skip undecodable files."
-                        ) from error
+                        ) from None
                     skipped.append(path)
                     continue
                 if image_size is not None and pixels.shape[:2] != image_size:
@@ -579,14 +742,28 @@ def pack_image_folder(
                     data = encode_image(pixels, image_format="png")
             yield data, int(label)
 
-    summary = write_recordio(
-        output_path,
-        samples(),
-        layout=layout,
-        quality=quality,
-        num_classes=len(class_names) if class_names else None,
-        progress=False,
-    )
+    written = (output_path, default_index_path(output_path), property_path_of(output_path))
+    existed = [os.path.exists(path) for path in written]
+    try:
+        summary = write_recordio(
+            output_path,
+            samples(),
+            layout=layout,
+            quality=quality,
+            num_classes=len(class_names),
+            progress=False,
+        )
+        if summary["num_images"] == 0:
+            raise DataError(
+                f"{directory}: none of the {len(skipped)} image files could be read or "
+                f"decoded, so nothing was packed (e.g. {skipped[:3]}). Received: 0 images"
+            )
+    except BaseException:
+        # No half-written or empty pack is left behind for a later reader to trust.
+        for path, was_there in zip(written, existed):
+            if not was_there and os.path.exists(path):
+                os.remove(path)
+        raise
     if skipped:
         logger.warning(
             "pack_image_folder: skipped %d undecodable files under %s, e.g. %s",

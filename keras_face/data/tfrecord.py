@@ -29,6 +29,7 @@ from keras_face.data.image_source import DEFAULT_CHUNK_SIZE
 from keras_face.data.pipeline import as_class_ids
 from keras_face.data.pipeline import read_source
 from keras_face.data.read_options import resolve_options
+from keras_face.errors import DataError
 
 IMAGE_FEATURE = "image/encoded"
 LABEL_FEATURE = "image/class/label"
@@ -126,7 +127,8 @@ def write_tfrecord(
 def _check_framing(path):
     """Walks the record lengths of an uncompressed local TFRecord file; returns the count.
 
-    Raises `ValueError` naming the file and offset when the file is truncated. (CRCs are
+    Raises `keras_face.errors.DataError` (a `ValueError`) naming the file and offset when
+    the file is truncated. (CRCs are
     verified later by `tf.data.TFRecordDataset` as it reads.)
     """
     size = os.path.getsize(path)
@@ -135,7 +137,7 @@ def _check_framing(path):
     with open(path, "rb") as file:
         while offset < size:
             if offset + 12 > size:
-                raise ValueError(
+                raise DataError(
                     f"{path} is truncated: a record header is expected at offset {offset} but the "
                     f"file has {size} bytes."
                 )
@@ -143,7 +145,7 @@ def _check_framing(path):
             (length,) = struct.unpack("<Q", file.read(8))
             end = offset + 12 + length + 4
             if end > size:
-                raise ValueError(
+                raise DataError(
                     f"{path} is truncated: the record at offset {offset} needs {length} bytes of "
                     f"data up to offset {end}, but the file has {size} bytes."
                 )
@@ -196,6 +198,16 @@ class _TFRecordSource:
 
     def num_images(self, options):
         return self.images_per_pass
+
+    def reference_image_size(self):
+        """`(height, width)` of the first record's image (see `IndexedSource`), or `None`."""
+        try:
+            for serialized in tf.data.TFRecordDataset(self.files[:1]).take(1):
+                example = tf.io.parse_single_example(serialized, self.features)
+                return try_image_size_of(example[self.image_feature].numpy())
+        except tf.errors.OpError:  # unreadable here: the pipeline reports it while reading
+            return None
+        return None
 
     def start_pass(self, pass_index):
         self._keys = {}
@@ -341,6 +353,10 @@ def read_tfrecord(
         count = _check_framing(file)
         if record_counts is not None:
             record_counts.append(count)
+    if record_counts is not None and sum(record_counts) == 0:
+        raise DataError(
+            f"The TFRecord files hold no records ({', '.join(files[:3])}). Received: 0 records"
+        )
     if not isinstance(shuffle_buffer_size, (int, np.integer)) or shuffle_buffer_size < 1:
         raise ValueError(
             "`shuffle_buffer_size` must be a positive int. "

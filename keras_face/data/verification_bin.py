@@ -30,6 +30,8 @@ from keras_face.data.data_stats import DataStats
 from keras_face.data.data_stats import logger
 from keras_face.data.image_codec import check_image_format
 from keras_face.data.image_codec import check_quality
+from keras_face.data.image_codec import describe_os_error
+from keras_face.data.image_codec import read_regular_file
 from keras_face.data.image_codec import to_encoded
 from keras_face.data.image_codec import try_image_size_of
 from keras_face.data.pipeline import IndexedSource
@@ -365,13 +367,31 @@ def read_bin(
         ```
     """
     path = os.fspath(path)
-    with open(path, "rb") as file:
-        data = file.read()
+    try:
+        data = read_regular_file(path)
+    except FileNotFoundError:
+        raise
+    except OSError as error:
+        raise VerificationBinError(
+            f"{path}: cannot be read ({describe_os_error(error)}). Received: path={path!r}"
+        ) from None
     try:
         encoded, flags = load_bin_pickle(data)
     except (ValueError, pickle.UnpicklingError) as error:
         # The same message, prefixed with the file the problem is in.
         raise VerificationBinError(f"{path}: {error}") from None
+    except EOFError:
+        raise VerificationBinError(
+            f"{path}: the pickle ends early: the file is truncated or empty ({len(data)} "
+            "bytes). A verification .bin file is a pickle of (images, issame). "
+            f"Received: size={len(data)}"
+        ) from None
+    except Exception as error:  # garbage bytes make the unpickler fail in many ways
+        raise VerificationBinError(
+            f"{path}: not a verification .bin file (a pickle of (images, issame)): unpickling "
+            f"failed with {type(error).__name__}: {str(error)[:200]}. "
+            f"Received: first bytes={data[:16]!r}"
+        ) from None
     stats = DataStats(name=path) if stats is None else stats
     if image_size is None:
         # One size for all (read from the headers) gives static shapes and batched decoding.

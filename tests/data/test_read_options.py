@@ -31,6 +31,7 @@ def test_defaults_are_the_old_reader_defaults():
         "shard_index": 0,
         "input_context": None,
         "image_size": None,
+        "size_mismatch": "resize",
         "flip": False,
         "preprocessing": None,
         "augmentation": None,
