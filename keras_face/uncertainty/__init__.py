@@ -11,14 +11,17 @@ class centres. This package is Keras-only (`keras.ops`), like `keras_face.heads`
 - Training: `SphericalConfidenceHead` (MLP or conv), `vmf_dirac_kl` (the loss),
   `SCFTrainingModel`, `class_centres_from_head`, `target_cosine`, `ClassCentreCosine`.
 - Deployment: `embedding_and_confidence_model` (images -> embedding and kappa),
-  `feature_and_embedding_model`, `scf_pair_scores`.
+  `feature_and_embedding_model`, `scf_pair_scores`; `quality_scores` (norm and kappa of
+  each image) and `embedding_output_model` (the embedding alone, for verification).
 """
 
 from keras_face.uncertainty.class_centre_cosine import ClassCentreCosine
 from keras_face.uncertainty.class_centre_cosine import class_centres_from_head
 from keras_face.uncertainty.class_centre_cosine import target_cosine
 from keras_face.uncertainty.embedding_and_confidence import embedding_and_confidence_model
+from keras_face.uncertainty.embedding_and_confidence import embedding_output_model
 from keras_face.uncertainty.embedding_and_confidence import feature_and_embedding_model
+from keras_face.uncertainty.embedding_and_confidence import quality_scores
 from keras_face.uncertainty.embedding_and_confidence import scf_pair_scores
 from keras_face.uncertainty.scf_loss import vmf_dirac_kl
 from keras_face.uncertainty.scf_training_model import SCFTrainingModel
@@ -39,12 +42,14 @@ __all__ = [
     "SphericalConfidenceHead",
     "class_centres_from_head",
     "embedding_and_confidence_model",
+    "embedding_output_model",
     "feature_and_embedding_model",
     "kappa_for_cosine",
     "log_bessel_iv",
     "log_vmf_normalizer",
     "mutual_likelihood_score",
     "pool_vmf",
+    "quality_scores",
     "scf_pair_scores",
     "target_cosine",
     "unit_vectors",

@@ -103,6 +103,114 @@ def embedding_and_confidence_model(backbone, confidence_head, feature_layer=None
     )
 
 
+def _embedding_and_kappa_tensors(model):
+    """The symbolic embedding and kappa outputs of a functional model (kappa may be None)."""
+    structure = model.output  # keeps the outputs' structure: a dict, a list or a tensor
+    if isinstance(structure, dict):
+        if "embedding" not in structure:
+            raise ValueError(
+                "A model with named outputs must have an 'embedding' output (and "
+                f"optionally 'kappa'). Received: outputs {sorted(structure)}"
+            )
+        return structure["embedding"], structure.get("kappa")
+    outputs = list(structure) if isinstance(structure, (list, tuple)) else [structure]
+    if len(outputs) == 1:
+        return outputs[0], None
+    if len(outputs) == 2:
+        return outputs[0], outputs[1]
+    raise ValueError(
+        "The model must output an embedding, or an embedding and kappa. "
+        f"Received: a model with {len(outputs)} outputs"
+    )
+
+
+def embedding_output_model(model):
+    """The embedding alone of a model that outputs an embedding, or embedding and kappa.
+
+    Verification protocols take a model with one `(B, D)` output; this gives one for the
+    deployable SCF model (`{"embedding", "kappa"}`, or a two-output list `[embedding,
+    kappa]`). A one-output model, and a model without symbolic outputs (subclassed, or
+    any callable), is returned unchanged.
+
+    Args:
+        model: a `keras.Model` (functional for the two-output case).
+
+    Returns:
+        A `keras.Model` from the same input to the embedding (sharing every weight), or
+        `model` itself.
+
+    Example:
+        ```python
+        scf = keras.saving.load_model("scf.keras")  # {"embedding", "kappa"}
+        embedder = keras_face.uncertainty.embedding_output_model(scf)
+        summary = keras_face.evaluation.evaluate_pairs(embedder, images, issame)
+        ```
+    """
+    if not isinstance(model, keras.Model) or not getattr(model, "outputs", None):
+        return model
+    embedding, kappa = _embedding_and_kappa_tensors(model)
+    if kappa is None and len(model.outputs) == 1:
+        return model
+    return keras.Model(model.input, embedding, name=f"{model.name}_embedding")
+
+
+def quality_scores(model, images, batch_size=64):
+    """Per-image quality scores of a model: its embedding norm, and kappa when it has one.
+
+    The norm is that of the raw embedding of each image (no flip, not normalised): the
+    quality score of MagFace. A model with the outputs `{"embedding", "kappa"}` (from
+    `embedding_and_confidence_model`), or a list `[embedding, kappa]`, also gives SCF's
+    `kappa`. Pass the result to `keras_face.evaluation.error_versus_discard`.
+
+    Args:
+        model: functional `keras.Model` from images to an embedding, or to an embedding
+            and kappa.
+        images: array `(N, H, W, C)` (uint8 or float), given to the model as float32.
+        batch_size: int. Images per model call. Defaults to `64`.
+
+    Returns:
+        dict of float32 NumPy arrays `(N,)`: `"norm"`, and `"kappa"` when the model
+        outputs it.
+
+    Example:
+        ```python
+        scores = keras_face.uncertainty.quality_scores(scf_model, images[0::2])
+        scores["norm"], scores["kappa"]
+        ```
+    """
+    batch_size = int(batch_size)
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be positive. Received: batch_size={batch_size}")
+    if not hasattr(images, "shape") or len(images.shape) != 4:
+        raise ValueError(
+            "images must be an array of shape (N, H, W, C). "
+            f"Received: shape={getattr(images, 'shape', None)}"
+        )
+    if not isinstance(model, keras.Model) or not getattr(model, "outputs", None):
+        raise ValueError(
+            "model must be a keras.Model with symbolic outputs (functional or Sequential). "
+            f"Received: model={type(model).__name__}"
+        )
+    embedding, kappa = _embedding_and_kappa_tensors(model)
+    outputs = [embedding] if kappa is None else [embedding, kappa]
+    scorer = keras.Model(model.input, outputs, name=f"{model.name}_quality")
+    norms, kappas = [], []
+    for start in range(0, int(images.shape[0]), batch_size):
+        batch = np.asarray(images[start : start + batch_size], dtype=np.float32)
+        values = scorer(batch, training=False)
+        values = values if isinstance(values, (list, tuple)) else [values]
+        batch_embedding = check_values("embedding", keras.ops.convert_to_numpy(values[0]))
+        norms.append(np.linalg.norm(batch_embedding.astype(np.float64), axis=-1))
+        if kappa is not None:
+            kappas.append(keras.ops.convert_to_numpy(values[1]).reshape(-1))
+    result = {"norm": np.concatenate(norms).astype(np.float32)}
+    if kappa is not None:
+        result["kappa"] = np.asarray(
+            check_values("kappa", np.concatenate(kappas), positive=True), np.float32
+        )
+    return result
+
+
 def scf_pair_scores(model, images_a, images_b, batch_size=64):
     """Cosine and mutual likelihood scores of image pairs under an SCF model.
 
