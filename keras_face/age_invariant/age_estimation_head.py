@@ -158,6 +158,8 @@ class AgeEstimationHead(keras.layers.Layer):
         bn_momentum: float. Keras momentum of the batch norm (PyTorch's 0.1 is 0.9).
             Defaults to `0.9`.
         epsilon: float. Batch-norm epsilon. Defaults to `1e-5`.
+        synchronized_bn: bool. Batch statistics over the global batch under a
+            `tf.distribute` strategy (TensorFlow only). Defaults to `False`.
         **kwargs: other keyword arguments of `keras.layers.Layer`.
 
     Example:
@@ -172,7 +174,14 @@ class AgeEstimationHead(keras.layers.Layer):
     """
 
     def __init__(
-        self, num_groups=7, num_ages=101, hidden=512, bn_momentum=0.9, epsilon=1e-5, **kwargs
+        self,
+        num_groups=7,
+        num_ages=101,
+        hidden=512,
+        bn_momentum=0.9,
+        epsilon=1e-5,
+        synchronized_bn=False,
+        **kwargs,
     ):
         super().__init__(**kwargs)
         self.num_groups = validate_num_groups(num_groups)
@@ -188,8 +197,13 @@ class AgeEstimationHead(keras.layers.Layer):
         self.hidden = hidden
         self.bn_momentum = float(bn_momentum)
         self.epsilon = float(epsilon)
+        self.synchronized_bn = bool(synchronized_bn)
         self.batch_norm = keras.layers.BatchNormalization(
-            momentum=self.bn_momentum, epsilon=self.epsilon, name="bn", dtype=self.dtype_policy
+            momentum=self.bn_momentum,
+            epsilon=self.epsilon,
+            synchronized=self.synchronized_bn,
+            name="bn",
+            dtype=self.dtype_policy,
         )
         self.flatten = keras.layers.Flatten(name="flatten", dtype=self.dtype_policy)
         self.hidden_dense = keras.layers.Dense(
@@ -221,5 +235,6 @@ class AgeEstimationHead(keras.layers.Layer):
             hidden=self.hidden,
             bn_momentum=self.bn_momentum,
             epsilon=self.epsilon,
+            synchronized_bn=self.synchronized_bn,
         )
         return config

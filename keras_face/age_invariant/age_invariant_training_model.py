@@ -60,6 +60,9 @@ class AgeInvariantTrainingModel(TrainingModel):
         spatial_kernel: int. AFD spatial kernel. Defaults to `7`.
         age_hidden: int. Hidden width of the age heads. Defaults to `512`.
         feature_layer: str. See `keras_face.models.find_feature_map`. Defaults to `None`.
+        synchronized_bn: bool. The batch norms of the decomposition and the age heads
+            use global-batch statistics under a `tf.distribute` strategy. Defaults to
+            `False`.
         **kwargs: other keyword arguments of `keras.Model` (`name`, ...).
 
     Example:
@@ -89,6 +92,7 @@ class AgeInvariantTrainingModel(TrainingModel):
         spatial_kernel=7,
         age_hidden=512,
         feature_layer=None,
+        synchronized_bn=False,
         **kwargs,
     ):
         backbone = check_embedding_backbone(backbone)
@@ -98,10 +102,17 @@ class AgeInvariantTrainingModel(TrainingModel):
         trunk = feature_map_model(backbone, feature_layer)
         tail = embedding_head_model(backbone, feature_layer)
         decomposition = AttentionFeatureDecomposition(
-            reduction=reduction, spatial_kernel=spatial_kernel, name="afd"
+            reduction=reduction,
+            spatial_kernel=spatial_kernel,
+            synchronized_bn=synchronized_bn,
+            name="afd",
         )
-        age_head = AgeEstimationHead(num_groups, hidden=age_hidden, name="age_head")
-        da_head = AgeEstimationHead(num_groups, hidden=age_hidden, name="da_head")
+        age_head = AgeEstimationHead(
+            num_groups, hidden=age_hidden, synchronized_bn=synchronized_bn, name="age_head"
+        )
+        da_head = AgeEstimationHead(
+            num_groups, hidden=age_hidden, synchronized_bn=synchronized_bn, name="da_head"
+        )
         reversal = GradientReversal(grl_scale, name="gradient_reversal")
 
         spec = backbone.inputs[0]
@@ -135,6 +146,7 @@ class AgeInvariantTrainingModel(TrainingModel):
         self.spatial_kernel = spatial_kernel
         self.age_hidden = age_hidden
         self.feature_layer = feature_layer
+        self.synchronized_bn = bool(synchronized_bn)
         # Not tracked as a sub-model: its layers are tracked through the training graph.
         object.__setattr__(
             self,
@@ -198,7 +210,7 @@ class AgeInvariantTrainingModel(TrainingModel):
         if self.losses:
             loss = loss + ops.sum(ops.stack([ops.cast(value, "float32") for value in self.losses]))
         self._update_trackers(labels, ages, y_pred)
-        return loss
+        return self.replica_share(loss)
 
     def _update_trackers(self, labels, ages, y_pred):
         groups = age_groups(ages, self.num_groups)
@@ -224,6 +236,7 @@ class AgeInvariantTrainingModel(TrainingModel):
             "spatial_kernel": self.spatial_kernel,
             "age_hidden": self.age_hidden,
             "feature_layer": self.feature_layer,
+            "synchronized_bn": self.synchronized_bn,
             "name": self.name,
             "trainable": self.trainable,
         }

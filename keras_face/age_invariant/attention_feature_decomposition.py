@@ -35,6 +35,8 @@ class AttentionFeatureDecomposition(keras.layers.Layer):
         epsilon: float. Batch-norm epsilon. Defaults to `1e-5`.
         kernel_initializer: initializer of the three convolutions. Defaults to
             `"he_uniform"`.
+        synchronized_bn: bool. Batch statistics over the global batch under a
+            `tf.distribute` strategy (TensorFlow only). Defaults to `False`.
         **kwargs: other keyword arguments of `keras.layers.Layer`.
 
     Example:
@@ -56,6 +58,7 @@ class AttentionFeatureDecomposition(keras.layers.Layer):
         bn_momentum=0.99,
         epsilon=1e-5,
         kernel_initializer="he_uniform",
+        synchronized_bn=False,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -73,6 +76,7 @@ class AttentionFeatureDecomposition(keras.layers.Layer):
         self.bn_momentum = float(bn_momentum)
         self.epsilon = float(epsilon)
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.synchronized_bn = bool(synchronized_bn)
         self.average_pyramid = SpatialPyramidPooling(
             self.pool_sizes, "avg", name="spp_avg", dtype=self.dtype_policy
         )
@@ -93,7 +97,11 @@ class AttentionFeatureDecomposition(keras.layers.Layer):
 
     def _batch_norm(self, name):
         return keras.layers.BatchNormalization(
-            momentum=self.bn_momentum, epsilon=self.epsilon, name=name, dtype=self.dtype_policy
+            momentum=self.bn_momentum,
+            epsilon=self.epsilon,
+            synchronized=self.synchronized_bn,
+            name=name,
+            dtype=self.dtype_policy,
         )
 
     def build(self, input_shape):
@@ -146,5 +154,6 @@ class AttentionFeatureDecomposition(keras.layers.Layer):
             bn_momentum=self.bn_momentum,
             epsilon=self.epsilon,
             kernel_initializer=keras.initializers.serialize(self.kernel_initializer),
+            synchronized_bn=self.synchronized_bn,
         )
         return config

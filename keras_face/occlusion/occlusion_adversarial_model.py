@@ -355,7 +355,7 @@ class OcclusionAdversarialModel(TrainingModel):
             loss = loss + ops.sum(ops.stack([ops.cast(value, "float32") for value in self.losses]))
         self.trackers["clean_loss"].update_state(clean)
         if not training or self.adversary is None:
-            return loss
+            return self.replica_share(loss)
         source = x[0] if self.space == "image" else y_pred["feature_map"]
         step = self.optimizer.iterations if self.optimizer is not None else 0
         family, masks, count = self.step_masks(step)
@@ -387,7 +387,7 @@ class OcclusionAdversarialModel(TrainingModel):
             ops.expand_dims(ops.one_hot(family, len(self.families), dtype="float32"), 1)
             * ops.expand_dims(hits, 0)
         )
-        return loss + self.occluded_weight * occluded + extra
+        return self.replica_share(loss + self.occluded_weight * occluded + extra)
 
     def _generator_choice(self, source, labels, feature_map, family, count, worst, worst_loss):
         """The generator's sampled masks and its weighted imitation loss."""

@@ -35,6 +35,28 @@ class TrainingModel(keras.Model):
             # The workarounds below run under a strategy only.
             keras_compat.check_keras_version()
 
+    @staticmethod
+    def replica_share(loss):
+        """A replica's mean loss as its share of the global-batch loss (for `compute_loss`).
+
+        Under a `tf.distribute` strategy the replicas' gradients are summed, so a model
+        that computes its own loss in `compute_loss` (rather than through a compiled
+        `keras.losses.Loss`, which Keras scales) divides its replica mean by the number of
+        replicas; Keras multiplies it back for the logged loss. Without a strategy (or on
+        another backend) the loss is unchanged.
+
+        Args:
+            loss: scalar tensor, the mean over the replica's examples.
+
+        Returns:
+            The scaled scalar.
+        """
+        if keras.backend.backend() == "tensorflow":
+            replicas = tf.distribute.get_strategy().num_replicas_in_sync
+            if replicas > 1:
+                loss = loss * (1.0 / replicas)
+        return loss
+
     def symbolic_batch(self):
         """`(inputs, target)` of one batch, symbolic: `(tuple(self.inputs), label input)`."""
         labels = [tensor for tensor in self.inputs if tensor.name.startswith("label")]
