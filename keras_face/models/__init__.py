@@ -5,14 +5,23 @@ IR-ResNet / IR-SE (`iresnet18` ... `iresnet200`), MobileFaceNet (`mobilefacenet`
 that they run on the TensorFlow, JAX and PyTorch backends. `count_parameters` and
 `count_flops` report sizes the way the papers and insightface do. Grouped convolutions
 use `Conv2D`, Keras' layer with the same weights computed by fast, exportable operations.
+`from_arcface_torch` loads insightface arcface_torch `.pth` backbones (r18 ... r200, mbf).
 """
 
+from keras_face.models.arcface_torch_weights import WeightConversionError
+from keras_face.models.arcface_torch_weights import arcface_torch_architecture
+from keras_face.models.arcface_torch_weights import from_arcface_torch
+from keras_face.models.arcface_torch_weights import load_arcface_torch_weights
+from keras_face.models.arcface_torch_weights import read_arcface_torch_state_dict
 from keras_face.models.conv2d import Conv2D
 from keras_face.models.counting import count_flops
 from keras_face.models.counting import count_parameters
 from keras_face.models.embedding import EMBEDDING_OUTPUTS
 from keras_face.models.embedding import apply_embedding_output
 from keras_face.models.embedding import check_embedding_backbone
+from keras_face.models.embedding import embedding_head_model
+from keras_face.models.embedding import feature_map_model
+from keras_face.models.embedding import find_feature_map
 from keras_face.models.frozen_scale_batch_normalization import FrozenScaleBatchNormalization
 from keras_face.models.iresnet import build_iresnet
 from keras_face.models.iresnet import iresnet18
@@ -69,20 +78,28 @@ __all__ = [
     "EMBEDDING_OUTPUTS",
     "FrozenScaleBatchNormalization",
     "Conv2D",
+    "WeightConversionError",
     "apply_embedding_output",
+    "arcface_torch_architecture",
     "check_embedding_backbone",
+    "embedding_head_model",
+    "feature_map_model",
+    "find_feature_map",
     "build_iresnet",
     "build_mobilefacenet",
     "count_flops",
     "count_parameters",
+    "from_arcface_torch",
     "get",
     "iresnet18",
     "iresnet34",
     "iresnet50",
     "iresnet100",
     "iresnet200",
+    "load_arcface_torch_weights",
     "mobilefacenet",
     "mobilefacenet_mbf",
     "names",
+    "read_arcface_torch_state_dict",
     "vargfacenet",
 ]

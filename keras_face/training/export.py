@@ -13,8 +13,18 @@ verification protocols L2-normalise them). The batch dimension is dynamic.
 - `"onnx"`: `tf2onnx.convert.from_function` on the serving function (opset 17); needs
   `pip install keras-face[export]` (tf2onnx, onnx, onnxruntime).
 
-Every format is tested for parity with the Keras model (max abs difference <= 1e-4 on
-random inputs): `run_exported` runs an exported file with the matching runtime.
+A model with the outputs `{"embedding", "kappa"}` (SCF's
+`keras_face.uncertainty.embedding_and_confidence_model`) exports with two named outputs,
+`embeddings` `(batch, D)` and `kappa` `(batch,)`.
+
+Every file is validated before the export reports success: it is written under a
+temporary name, loaded and run on a batch of two images in its own runtime (SavedModel
+reload, TFLite interpreter, ONNX `onnx.checker` and, when installed, onnxruntime), checked
+for the expected output shapes and finite values, and only then renamed into place; a
+file that fails raises `ExportError` and is removed. The ONNX batch dimension is named
+`batch`. Every format is tested for parity with the Keras model (max abs difference
+<= 1e-4 on random inputs): `run_exported` runs an exported file with the matching
+runtime, `check_exported` compares it with the Keras model.
 """
 
 import os
@@ -26,9 +36,35 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_face.errors import KerasFaceError
+
 EXPORT_FORMATS = ("savedmodel", "tflite", "onnx")
 INPUT_DTYPES = ("float32", "uint8")
 EXTENSIONS = {"savedmodel": "", "tflite": ".tflite", "onnx": ".onnx"}
+# Name of the dynamic first dimension of the ONNX inputs and outputs (tf2onnx writes
+# `unk__<n>`).
+ONNX_BATCH_DIMENSION = "batch"
+# Output names of the exported models: the embeddings, and SCF's confidence when present.
+EMBEDDINGS_OUTPUT = "embeddings"
+KAPPA_OUTPUT = "kappa"
+# The maximum absolute difference from the Keras model that `check_exported` accepts.
+PARITY_TOLERANCE = 1e-4
+
+
+class ExportError(KerasFaceError, RuntimeError):
+    """An exported file that its runtime cannot load or run, or that differs from Keras.
+
+    The message names the file, the format and what failed (the converter, the
+    validation run, the output shapes, the parity check).
+
+    Example:
+        ```python
+        try:
+            keras_face.training.export_embedding_model(model, "face.onnx", format="onnx")
+        except keras_face.training.ExportError as error:
+            print(error)  # face.onnx: the onnx export is not valid: ...
+        ```
+    """
 
 
 def _load_model(model):
@@ -42,23 +78,36 @@ def _load_model(model):
     embedding_model = getattr(model, "embedding_model", None)
     if embedding_model is not None:
         model = embedding_model  # a FaceTrainingModel: export its backbone.
-    if len(model.inputs) != 1 or len(model.outputs) != 1:
+    if len(model.inputs) != 1 or not (len(model.outputs) == 1 or _is_embedding_and_kappa(model)):
         raise ValueError(
-            "The embedding model must have one image input and one embedding output. "
+            "The embedding model must have one image input and one embedding output (or "
+            "the outputs {'embedding', 'kappa'} of an SCF model). "
             f"Received: {len(model.inputs)} inputs, {len(model.outputs)} outputs"
         )
     return model
+
+
+def _is_embedding_and_kappa(model):
+    structure = model.output
+    return isinstance(structure, dict) and set(structure) == {"embedding", "kappa"}
 
 
 def serving_model(model, input_dtype="float32"):
     """Wrap an embedding model so that it takes `input_dtype` images named `images`.
 
     Args:
-        model: `keras.Model` (or `.keras` path) from images to embeddings.
+        model: `keras.Model` (or `.keras` path) from images to embeddings, or to
+            `{"embedding", "kappa"}` (SCF).
         input_dtype: str. `"float32"` or `"uint8"`. Defaults to `"float32"`.
 
     Returns:
-        A functional `keras.Model` `images -> embeddings` (float32) sharing the weights.
+        A functional `keras.Model` `images -> embeddings` (float32) sharing the weights;
+        for an SCF model `images -> {"embeddings", "kappa"}`.
+
+    Example:
+        ```python
+        serving = keras_face.training.export.serving_model(backbone, "uint8")
+        ```
     """
     if input_dtype not in INPUT_DTYPES:
         raise ValueError(
@@ -73,8 +122,20 @@ def serving_model(model, input_dtype="float32"):
             f"Received: input shape {shape}"
         )
     images = keras.Input(shape=shape, dtype=input_dtype, name="images")
-    embeddings = model(keras.ops.cast(images, "float32"))
-    embeddings = keras.layers.Activation("linear", dtype="float32", name="embeddings")(embeddings)
+    outputs = model(keras.ops.cast(images, "float32"))
+    if isinstance(outputs, dict):
+        embeddings = keras.layers.Activation("linear", dtype="float32", name=EMBEDDINGS_OUTPUT)(
+            outputs["embedding"]
+        )
+        kappa = keras.layers.Activation("linear", dtype="float32", name=KAPPA_OUTPUT)(
+            outputs["kappa"]
+        )
+        return keras.Model(
+            images,
+            {EMBEDDINGS_OUTPUT: embeddings, KAPPA_OUTPUT: kappa},
+            name=f"{model.name}_serving",
+        )
+    embeddings = keras.layers.Activation("linear", dtype="float32", name=EMBEDDINGS_OUTPUT)(outputs)
     return keras.Model(images, embeddings, name=f"{model.name}_serving")
 
 
@@ -107,9 +168,34 @@ def _export_onnx(serving, path, opset):
 
     @tf.function(input_signature=signature)
     def serve(images):
-        return {"embeddings": serving(images, training=False)}
+        outputs = serving(images, training=False)
+        return outputs if isinstance(outputs, dict) else {EMBEDDINGS_OUTPUT: outputs}
 
     tf2onnx.convert.from_function(serve, input_signature=signature, opset=opset, output_path=path)
+    _name_onnx_batch_dimension(path)
+
+
+def _name_onnx_batch_dimension(path):
+    """Rename tf2onnx's `unk__<n>` batch symbol to `batch` in the inputs and outputs."""
+    # onnx comes with tf2onnx (the optional `export` extra).
+    import onnx
+
+    model = onnx.load(path)
+    graph = model.graph
+    symbols = {
+        value.type.tensor_type.shape.dim[0].dim_param
+        for value in list(graph.input) + list(graph.output)
+        if value.type.tensor_type.shape.dim and value.type.tensor_type.shape.dim[0].dim_param
+    }
+    for value in list(graph.input) + list(graph.output) + list(graph.value_info):
+        for dimension in value.type.tensor_type.shape.dim:
+            if dimension.dim_param in symbols:
+                dimension.dim_param = ONNX_BATCH_DIMENSION
+    for value in list(graph.input) + list(graph.output):
+        dimensions = value.type.tensor_type.shape.dim
+        if dimensions and not dimensions[0].dim_param and not dimensions[0].dim_value:
+            dimensions[0].dim_param = ONNX_BATCH_DIMENSION
+    onnx.save(model, path)
 
 
 def export_embedding_model(model, path, format="savedmodel", input_dtype="float32", opset=17):
@@ -117,7 +203,9 @@ def export_embedding_model(model, path, format="savedmodel", input_dtype="float3
 
     Args:
         model: `keras.Model` from images to embeddings, a `FaceTrainingModel` (its
-            `embedding_model` is exported) or the path of a `.keras` file.
+            `embedding_model` is exported), an SCF model with the outputs
+            `{"embedding", "kappa"}` (exported as `embeddings` and `kappa`) or the path
+            of a `.keras` file.
         path: str. Output: a directory (`"savedmodel"`) or a file (`.tflite`, `.onnx`).
         format: str. `"savedmodel"`, `"tflite"` or `"onnx"`. Defaults to `"savedmodel"`.
         input_dtype: str. `"float32"` (values in [0, 255]) or `"uint8"` images.
@@ -126,6 +214,10 @@ def export_embedding_model(model, path, format="savedmodel", input_dtype="float3
 
     Returns:
         str. `path`.
+
+    Raises:
+        ExportError: naming the file, when the converter fails or the written file does
+            not load and run in its runtime (nothing is left at `path` then).
 
     Example:
         ```python
@@ -141,13 +233,83 @@ def export_embedding_model(model, path, format="savedmodel", input_dtype="float3
     serving = serving_model(model, input_dtype)
     parent = os.path.dirname(os.path.abspath(path))
     os.makedirs(parent, exist_ok=True)
-    if format == "savedmodel":
-        _export_savedmodel(serving, path)
-    elif format == "tflite":
-        _export_tflite(serving, path)
-    else:
-        _export_onnx(serving, path, opset)
+    # Written under a temporary name in the same folder, validated, then renamed: an
+    # invalid or half-written export never sits at `path`.
+    temporary = tempfile.mkdtemp(prefix=".export_", dir=parent)
+    written = os.path.join(temporary, os.path.basename(path) or "model")
+    try:
+        try:
+            if format == "savedmodel":
+                _export_savedmodel(serving, written)
+            elif format == "tflite":
+                _export_tflite(serving, written)
+            else:
+                _export_onnx(serving, written, opset)
+        except ImportError:
+            raise
+        except Exception as error:  # the converters raise many types; all mean "failed"
+            raise ExportError(
+                f"{path}: the {format} converter failed: {_first_line(error)}"
+            ) from error
+        _validate(serving, written, format, path)
+        if os.path.isdir(path) and format == "savedmodel":
+            shutil.rmtree(path)
+        os.replace(written, path)
+    finally:
+        shutil.rmtree(temporary, ignore_errors=True)
     return path
+
+
+def _first_line(error):
+    text = str(error).strip()
+    return f"{type(error).__name__}: {text.splitlines()[0][:300] if text else ''}"
+
+
+def _validate(serving, written, format, path):
+    """Load and run the written file on two images; raise `ExportError` if it fails."""
+    shape = (2,) + tuple(serving.inputs[0].shape[1:])
+    images = np.full(shape, 128, dtype=np.uint8)
+    if format == "onnx":
+        # onnx comes with tf2onnx (the optional `export` extra).
+        import onnx
+
+        try:
+            onnx.checker.check_model(written, full_check=True)
+        except Exception as error:  # onnx raises ValidationError and others
+            raise ExportError(
+                f"{path}: the onnx export is not valid (onnx.checker): {_first_line(error)}"
+            ) from error
+        try:  # optional dependency (keras-face[export]): run the file when it is installed
+            import onnxruntime  # noqa: F401
+        except ImportError:
+            return
+    try:
+        outputs = _run(written, images, format)
+    except Exception as error:  # each runtime raises its own types
+        raise ExportError(
+            f"{path}: the {format} export does not run in its runtime: {_first_line(error)}"
+        ) from error
+    expected = {
+        name: tuple(tensor.shape[1:])
+        for name, tensor in (
+            serving.output.items()
+            if isinstance(serving.output, dict)
+            else [(EMBEDDINGS_OUTPUT, serving.output)]
+        )
+    }
+    for name, dims in expected.items():
+        value = outputs.get(name)
+        if value is None or tuple(value.shape) != (2,) + dims:
+            raise ExportError(
+                f"{path}: the {format} export gives the wrong outputs: expected {name!r} of "
+                f"shape {(2,) + dims}. Received: "
+                f"{ {key: tuple(item.shape) for key, item in outputs.items()} }"
+            )
+        if not np.all(np.isfinite(value)):
+            raise ExportError(
+                f"{path}: the {format} export gives non-finite values in {name!r} for "
+                "mid-grey images"
+            )
 
 
 def infer_format(path):
@@ -185,7 +347,8 @@ def run_exported(path, images, format=None):
         format: str. Defaults to `infer_format(path)`.
 
     Returns:
-        float32 array `(N, D)`.
+        float32 array `(N, D)`; for an exported SCF model a dict of float32 arrays,
+        `{"embeddings": (N, D), "kappa": (N,)}`.
 
     Example:
         ```python
@@ -196,31 +359,122 @@ def run_exported(path, images, format=None):
     if not os.path.exists(path):
         raise FileNotFoundError(f"Exported model not found. Received: path={path!r}")
     format = format or infer_format(path)
-    images = np.asarray(images)
+    if format not in EXPORT_FORMATS:
+        raise ValueError(
+            f"format must be one of {list(EXPORT_FORMATS)}. Received: format={format!r}"
+        )
+    outputs = _run(path, np.asarray(images), format)
+    if set(outputs) == {EMBEDDINGS_OUTPUT}:
+        return outputs[EMBEDDINGS_OUTPUT]
+    return outputs
+
+
+def _output_dict(names, values):
+    """`{output name: float32 array}`; a lone unnamed output is the embeddings."""
+    values = [np.asarray(value, dtype=np.float32) for value in values]
+    if len(values) == 1:
+        return {EMBEDDINGS_OUTPUT: values[0]}
+    return dict(zip(names, values))
+
+
+def _run(path, images, format):
     if format == "savedmodel":
         loaded = tf.saved_model.load(path)
         dtype = loaded.serve.input_signature[0].dtype.as_numpy_dtype
-        return np.asarray(loaded.serve(tf.constant(images.astype(dtype))), dtype=np.float32)
+        result = loaded.serve(tf.constant(images.astype(dtype)))
+        if isinstance(result, dict):
+            return _output_dict(list(result), list(result.values()))
+        return _output_dict([EMBEDDINGS_OUTPUT], [result])
     if format == "tflite":
         interpreter = _tflite_interpreter(path)
+        signatures = interpreter.get_signature_list()
+        if signatures:  # named outputs (`embeddings`, `kappa`) through the signature
+            key = "serving_default" if "serving_default" in signatures else next(iter(signatures))
+            runner = interpreter.get_signature_runner(key)
+            (input_name,) = signatures[key]["inputs"]
+            dtype = runner.get_input_details()[input_name]["dtype"]
+            result = runner(**{input_name: images.astype(dtype)})
+            return _output_dict(list(result), list(result.values()))
         source = interpreter.get_input_details()[0]
         interpreter.resize_tensor_input(source["index"], list(images.shape))
         interpreter.allocate_tensors()
         interpreter.set_tensor(source["index"], images.astype(source["dtype"]))
         interpreter.invoke()
-        target = interpreter.get_output_details()[0]
-        return np.asarray(interpreter.get_tensor(target["index"]), dtype=np.float32)
-    if format == "onnx":
-        try:  # optional dependency (keras-face[export])
-            import onnxruntime
-        except ImportError as error:
-            raise ImportError(
-                "Running an ONNX file needs onnxruntime: pip install 'keras-face[export]'."
-            ) from error
-        session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
-        source = session.get_inputs()[0]
-        dtype = np.uint8 if source.type == "tensor(uint8)" else np.float32
-        return np.asarray(
-            session.run(None, {source.name: images.astype(dtype)})[0], dtype=np.float32
+        values = [
+            interpreter.get_tensor(target["index"]) for target in interpreter.get_output_details()
+        ]
+        return _output_dict([EMBEDDINGS_OUTPUT], values[:1])
+    try:  # optional dependency (keras-face[export])
+        import onnxruntime
+    except ImportError as error:
+        raise ImportError(
+            "Running an ONNX file needs onnxruntime: pip install 'keras-face[export]'."
+        ) from error
+    session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
+    source = session.get_inputs()[0]
+    dtype = np.uint8 if source.type == "tensor(uint8)" else np.float32
+    names = [output.name for output in session.get_outputs()]
+    return _output_dict(names, session.run(None, {source.name: images.astype(dtype)}))
+
+
+def check_exported(model, path, format=None, images=None, tolerance=PARITY_TOLERANCE):
+    """Compare an exported model with its Keras model; raise `ExportError` past tolerance.
+
+    Args:
+        model: the Keras model that was exported (as given to `export_embedding_model`).
+        path: str. The exported SavedModel directory, `.tflite` or `.onnx` file.
+        format: str. Defaults to `infer_format(path)`.
+        images: uint8 array `(N, H, W, 3)`. Defaults to `None`: four random images of
+            the model's input size (seed 0).
+        tolerance: float. Largest accepted absolute difference. Defaults to `1e-4`.
+
+    Returns:
+        dict from output name (`"embeddings"`, and `"kappa"` for SCF) to the maximum
+        absolute difference (for `kappa`, relative to `max(1, kappa)`).
+
+    Raises:
+        ExportError: naming the file, when it does not run or differs by more than
+            `tolerance`.
+
+    Example:
+        ```python
+        keras_face.training.check_exported(backbone, "face.onnx")  # {"embeddings": 1e-6}
+        ```
+    """
+    serving = serving_model(model, "float32")
+    path = os.fspath(path)
+    if images is None:
+        shape = (4,) + tuple(serving.inputs[0].shape[1:])
+        images = np.random.default_rng(0).integers(0, 256, size=shape).astype(np.uint8)
+    images = np.asarray(images)
+    expected = serving(images.astype("float32"), training=False)
+    if not isinstance(expected, dict):
+        expected = {EMBEDDINGS_OUTPUT: expected}
+    try:
+        actual = _run(path, images, format or infer_format(path))
+    except (ImportError, FileNotFoundError):
+        raise
+    except Exception as error:  # each runtime raises its own types
+        raise ExportError(f"{path}: the exported model does not run: {_first_line(error)}") from (
+            error
         )
-    raise ValueError(f"format must be one of {list(EXPORT_FORMATS)}. Received: format={format!r}")
+    differences = {}
+    for name, value in expected.items():
+        value = keras.ops.convert_to_numpy(value)
+        if name not in actual or actual[name].shape != value.shape:
+            raise ExportError(
+                f"{path}: the exported output {name!r} does not match the Keras model's "
+                f"shape {value.shape}. Received: "
+                f"{ {key: item.shape for key, item in actual.items()} }"
+            )
+        difference = np.abs(actual[name] - value)
+        if name == KAPPA_OUTPUT:  # kappa reaches 1e4: relative to it (float32 rounding)
+            difference = difference / np.maximum(np.abs(value), 1.0)
+        differences[name] = float(np.max(difference))
+    worst = max(differences.values())
+    if not worst <= tolerance:
+        raise ExportError(
+            f"{path}: the exported model differs from the Keras model by {worst:.2e} "
+            f"(> {tolerance:g}). Received: max abs differences {differences}"
+        )
+    return differences
