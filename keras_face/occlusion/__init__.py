@@ -26,11 +26,13 @@ from keras_face.occlusion.occlusion_masks import MASK_FAMILIES
 from keras_face.occlusion.occlusion_masks import grid_cell_masks
 from keras_face.occlusion.occlusion_masks import grid_masks
 from keras_face.occlusion.occlusion_masks import half_masks
+from keras_face.occlusion.occlusion_masks import landmark_box_masks
 from keras_face.occlusion.occlusion_masks import landmark_masks
 from keras_face.occlusion.occlusion_masks import mask_family
 from keras_face.occlusion.occlusion_masks import mask_to_feature_grid
 from keras_face.occlusion.occlusion_masks import mirror_landmarks
 from keras_face.occlusion.occlusion_masks import random_half_masks
+from keras_face.occlusion.occlusion_method import adapt_occlusion_data
 from keras_face.occlusion.occlusion_method import build_occlusion_model
 from keras_face.occlusion.occlusion_sensitivity import occlusion_sensitivity
 
@@ -42,11 +44,13 @@ __all__ = [
     "OCCLUDER_KINDS",
     "ApplyOcclusion",
     "OcclusionAdversarialModel",
+    "adapt_occlusion_data",
     "build_occlusion_model",
     "grid_cell_masks",
     "grid_masks",
     "half_masks",
     "imitation_loss",
+    "landmark_box_masks",
     "landmark_masks",
     "mask_family",
     "mask_to_feature_grid",

@@ -9,6 +9,7 @@ from keras_face.models import embedding_head_model
 from keras_face.models import feature_map_model
 from keras_face.occlusion.occlusion_masks import MASK_FAMILIES
 from keras_face.occlusion.occlusion_masks import half_masks
+from keras_face.occlusion.occlusion_masks import landmark_box_masks
 from keras_face.occlusion.occlusion_masks import landmark_masks
 from keras_face.occlusion.occlusion_masks import mask_to_feature_grid
 from keras_face.occlusion.occlusion_masks import random_half_masks
@@ -16,6 +17,7 @@ from keras_face.training.training_model import TrainingModel
 
 ADVERSARIES = ("worst_of_k", "generator", "random", None)
 SPACES = ("image", "feature")
+LANDMARK_SOURCES = ("template", "input")
 # Steps of the precomputed family / random-half schedule (it repeats after that).
 SCHEDULE_LENGTH = 4096
 RANDOM_HALF_BANK = 64
@@ -86,9 +88,13 @@ class OcclusionAdversarialModel(TrainingModel):
     last feature map instead of pixels, so the K candidates cost K passes of the
     embedding layers rather than of the whole backbone; the map must be at least 4 x 4.
 
-    The faces are taken as aligned to the ArcFace template (their landmarks are the
-    template's, `keras_face.data.arcface_template`); a horizontally flipped aligned face
-    has the mirrored template, whose boxes are the same set. Logged metrics:
+    With `landmarks="template"` the faces are taken as aligned to the ArcFace template
+    (their landmarks are the template's, `keras_face.data.arcface_template`; a flipped
+    aligned face has the mirrored template, whose boxes are the same set). With
+    `landmarks="input"` the model takes `[image, label, landmarks]` (`(5, 2)` pixels per
+    image, mirrored with the image when the pipeline flips it: `make_training_dataset(...,
+    extras=(landmarks,), flipped_extras=(mirror_landmarks(landmarks, width),))`) and the
+    landmark boxes follow each face (image space only). Logged metrics:
     `clean_loss`, `occluded_loss` and `adversary_gain` (mean of `max_k l_k - mean_k l_k`:
     what the choice gains over a random mask). `choice_counts` `(families, 5)` counts the
     chosen masks (the adversary's history).
@@ -111,6 +117,7 @@ class OcclusionAdversarialModel(TrainingModel):
         score_threshold: float. Probability drop that makes an attack worth imitating.
             Defaults to `0.1`.
         temperature: float. Temperature of the generator's sampling. Defaults to `1.0`.
+        landmarks: str. `"template"` or `"input"` (see above). Defaults to `"template"`.
         feature_layer: str. See `keras_face.models.find_feature_map`. Defaults to `None`.
         **kwargs: other keyword arguments of `keras.Model`.
 
@@ -144,6 +151,7 @@ class OcclusionAdversarialModel(TrainingModel):
         generator_weight=0.0025,
         score_threshold=0.1,
         temperature=1.0,
+        landmarks="template",
         feature_layer=None,
         **kwargs,
     ):
@@ -162,6 +170,15 @@ class OcclusionAdversarialModel(TrainingModel):
             )
         if space not in SPACES:
             raise ValueError(f"space must be 'image' or 'feature'. Received: space={space!r}")
+        if landmarks not in LANDMARK_SOURCES:
+            raise ValueError(
+                f"landmarks must be 'template' or 'input'. Received: landmarks={landmarks!r}"
+            )
+        if landmarks == "input" and space != "image":
+            raise ValueError(
+                "Per-image landmarks place boxes in image space: use space='image'. "
+                f"Received: landmarks='input', space={space!r}"
+            )
         for name, value in (("clean_weight", clean_weight), ("occluded_weight", occluded_weight)):
             if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
                 raise ValueError(f"{name} must be a number >= 0. Received: {name}={value!r}")
@@ -170,11 +187,14 @@ class OcclusionAdversarialModel(TrainingModel):
         spec = backbone.inputs[0]
         image = keras.Input(shape=tuple(spec.shape[1:]), dtype=spec.dtype, name="image")
         label = keras.Input(shape=(), dtype="int32", name="label")
+        inputs = [image, label]
+        if landmarks == "input":
+            inputs.append(keras.Input(shape=(5, 2), dtype="float32", name="landmarks"))
         feature_map = trunk(image)
         logits = head([tail(feature_map), label])
         kwargs.setdefault("name", "occlusion_adversarial_model")
         super().__init__(
-            inputs=[image, label],
+            inputs=inputs,
             outputs={"logits": logits, "feature_map": feature_map},
             **kwargs,
         )
@@ -190,6 +210,7 @@ class OcclusionAdversarialModel(TrainingModel):
         self.fill = float(fill)
         self.radius = float(radius)
         self.seed = int(seed)
+        self.landmarks = landmarks
         self.generator_weight = float(generator_weight)
         self.score_threshold = float(score_threshold)
         if not temperature > 0:
@@ -269,6 +290,9 @@ class OcclusionAdversarialModel(TrainingModel):
         self._random_family = (
             self.families.index("random_half") if "random_half" in self.families else -1
         )
+        self._landmark_family = (
+            self.families.index("landmarks") if "landmarks" in self.families else -1
+        )
 
     @property
     def embedding_model(self):
@@ -332,7 +356,7 @@ class OcclusionAdversarialModel(TrainingModel):
         Args:
             x: images (image space) or feature maps (feature space) `(B, h, w, C)`.
             labels: int tensor `(B,)`.
-            masks: tensor `(K, h, w)`.
+            masks: tensor `(K, h, w)`, or `(B, K, h, w)` per sample.
 
         Returns:
             float32 tensor `(K, B)`: softmax cross-entropy of the head's plain scaled cosine
@@ -340,8 +364,9 @@ class OcclusionAdversarialModel(TrainingModel):
         """
         x = ops.stop_gradient(x)
         losses = []
-        for k in range(masks.shape[0]):
-            mask = ops.broadcast_to(masks[k], ops.shape(x)[:3])
+        per_sample = len(masks.shape) == 4
+        for k in range(masks.shape[1] if per_sample else masks.shape[0]):
+            mask = masks[:, k] if per_sample else ops.broadcast_to(masks[k], ops.shape(x)[:3])
             embeddings = self._embed(self._occlude(x, mask), training=False)
             logits = self.head([embeddings, labels], training=False)
             losses.append(_per_sample_cross_entropy(labels, logits))
@@ -360,6 +385,11 @@ class OcclusionAdversarialModel(TrainingModel):
         step = self.optimizer.iterations if self.optimizer is not None else 0
         family, masks, count = self.step_masks(step)
         batch = ops.shape(labels)[0]
+        if self.landmarks == "input" and self._landmark_family >= 0:
+            # The landmark family follows each face; the other families are shared.
+            boxes = landmark_box_masks(x[2], tuple(source.shape[1:3]), self.radius)
+            shared = ops.broadcast_to(ops.expand_dims(masks, 0), ops.shape(boxes))
+            masks = ops.where(ops.equal(family, self._landmark_family), boxes, shared)
         extra = 0.0
         if self.adversary in ("worst_of_k", "generator"):
             candidates = self.candidate_losses(source, labels, masks)
@@ -377,7 +407,10 @@ class OcclusionAdversarialModel(TrainingModel):
             draw = keras.random.uniform((batch,), seed=self.seed_generator)
             choice = ops.cast(ops.floor(draw * ops.cast(count, "float32")), "int32")
         choice = ops.cast(choice, "int32")
-        chosen = ops.take(masks, choice, axis=0)
+        if len(masks.shape) == 4:
+            chosen = ops.sum(masks * ops.one_hot(choice, 5, dtype=masks.dtype)[:, :, None, None], 1)
+        else:
+            chosen = ops.take(masks, choice, axis=0)
         embeddings = self._embed(self._occlude(source, chosen), training=True)
         logits = self.head([embeddings, labels], training=True)
         occluded = ops.mean(_per_sample_cross_entropy(labels, logits))
@@ -426,6 +459,7 @@ class OcclusionAdversarialModel(TrainingModel):
             "generator_weight": self.generator_weight,
             "score_threshold": self.score_threshold,
             "temperature": self.temperature,
+            "landmarks": self.landmarks,
             "feature_layer": self.feature_layer,
             "name": self.name,
             "trainable": self.trainable,

@@ -3,6 +3,7 @@
 import itertools
 
 import numpy as np
+from keras import ops
 
 from keras_face.data.alignment import arcface_template
 
@@ -129,6 +130,53 @@ def landmark_masks(image_size, landmarks=None, radius=0.12):
             ),
         ]
     )
+
+
+def landmark_box_masks(landmarks, image_size, radius=0.12):
+    """`landmark_masks` of a batch of faces, computed with `keras.ops` (inside a model).
+
+    Args:
+        landmarks: tensor `(B, 5, 2)` of `(x, y)` pixels per image.
+        image_size: int or `(height, width)`.
+        radius: float. Half-size of a box relative to the image height. Defaults to `0.12`.
+
+    Returns:
+        float32 tensor `(B, 5, H, W)`, equal to `landmark_masks(image_size, landmarks[b])`.
+
+    Example:
+        ```python
+        masks = keras_face.occlusion.landmark_box_masks(landmarks, 64)
+        ```
+    """
+    height, width = _size(image_size)
+    points = ops.cast(landmarks, "float32")
+    half = radius * height
+    left, right, nose = points[:, 0], points[:, 1], points[:, 2]
+    mouth = points[:, 3:]
+    eyes = (left + right) / 2
+    centres = ops.stack([left, right, eyes, nose, ops.mean(mouth, axis=1)], axis=1)
+    half_width = ops.stack(
+        [
+            ops.full_like(left[:, 0], half),
+            ops.full_like(left[:, 0], half),
+            (right[:, 0] - left[:, 0]) / 2 + half,
+            ops.full_like(left[:, 0], half),
+            (mouth[:, 1, 0] - mouth[:, 0, 0]) / 2 + half,
+        ],
+        axis=1,
+    )
+
+    def span(centre, half_size, length):
+        low = ops.maximum(ops.floor(centre - half_size + 0.5), 0.0)
+        high = ops.minimum(ops.floor(centre + half_size + 0.5), length - 1.0)
+        grid = ops.arange(length, dtype="float32")
+        return ops.cast(
+            (grid >= low[..., None]) & (grid <= high[..., None]), "float32"
+        )  # (B, 5, length)
+
+    rows = span(centres[..., 1], half, height)
+    columns = span(centres[..., 0], half_width, width)
+    return rows[..., :, None] * columns[..., None, :]
 
 
 def half_masks(image_size, landmarks=None):

@@ -7,12 +7,14 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from keras_face import data
 from keras_face import heads
 from keras_face import training
 from keras_face.models import apply_embedding_output
 from keras_face.occlusion import OcclusionAdversarialModel
 from keras_face.occlusion import half_masks
 from keras_face.occlusion import imitation_loss
+from keras_face.occlusion import mirror_landmarks
 from tests.training.test_trainer import SMALL_RUN
 
 pytestmark = pytest.mark.skipif(
@@ -158,7 +160,11 @@ def test_train_selects_the_method(tmp_path):
     results = training.train(
         output_dir=str(tmp_path / "run"),
         overrides=SMALL_RUN
-        + ["training.method=occlusion_adversarial", "occlusion.families=[halves]"],
+        + [
+            "training.method=occlusion_adversarial",
+            "occlusion.families=[halves,landmarks]",
+            "occlusion.landmarks=input",
+        ],
         backbone=_conv_backbone(16),
         progress=False,
     )
@@ -205,3 +211,57 @@ def test_the_generator_learns_the_worst_mask():
     assert agreement[0] < 0.9 and agreement[-1] == 1.0
     assert history.history["generator_loss"][-1] < 0.1 * history.history["generator_loss"][0]
     assert np.all(np.isfinite(history.history["loss"]))
+
+
+def test_landmarks_flow_through_the_pipeline_and_follow_flips():
+    faces = data.synthetic_faces(4, 4, seed=0, image_size=16, jpeg=False)
+    mirrored = mirror_landmarks(faces.landmarks, 16).astype(np.float32)
+    dataset = training.make_training_dataset(
+        faces.images,
+        faces.labels,
+        8,
+        epochs=2,
+        seed=1,
+        extras=(faces.landmarks,),
+        flipped_extras=(mirrored,),
+    )
+    flat = faces.images.reshape(len(faces), -1)
+    mirror_flat = faces.images[:, :, ::-1].reshape(len(faces), -1)
+    flips = 0
+    for (images, _, landmarks), _ in dataset:
+        for image, points in zip(images.numpy().astype(np.uint8), landmarks.numpy()):
+            same = np.flatnonzero((flat == image.reshape(-1)).all(1))
+            if same.size:
+                np.testing.assert_array_equal(points, faces.landmarks[same[0]])
+            else:  # a flipped image: its landmarks are the mirrored ones
+                index = np.flatnonzero((mirror_flat == image.reshape(-1)).all(1))[0]
+                np.testing.assert_array_equal(points, mirrored[index])
+                flips += 1
+    assert 0 < flips < 32
+
+
+def test_per_image_landmark_masks_train():
+    faces = data.synthetic_faces(4, 4, seed=0, image_size=16, jpeg=False)
+    model = OcclusionAdversarialModel(
+        _conv_backbone(16),
+        heads.ArcFace(4, scale=16.0),
+        families=("landmarks",),
+        landmarks="input",
+    )
+    model.compile(optimizer=keras.optimizers.SGD(0.05))
+    dataset = training.make_training_dataset(
+        faces.images,
+        faces.labels,
+        8,
+        epochs=2,
+        seed=1,
+        extras=(faces.landmarks,),
+        flipped_extras=(mirror_landmarks(faces.landmarks, 16).astype(np.float32),),
+    )
+    history = model.fit(dataset, epochs=2, steps_per_epoch=2, verbose=0)
+    assert np.all(np.isfinite(history.history["occluded_loss"]))
+    assert model.choice_counts.numpy().sum() == 4 * 8
+    with pytest.raises(ValueError, match="space='feature'"):
+        OcclusionAdversarialModel(
+            _conv_backbone(16), heads.ArcFace(4), landmarks="input", space="feature"
+        )

@@ -10,6 +10,7 @@ from keras_face.data import synthetic_pairs
 from keras_face.occlusion import ApplyOcclusion
 from keras_face.occlusion import grid_masks
 from keras_face.occlusion import half_masks
+from keras_face.occlusion import landmark_box_masks
 from keras_face.occlusion import landmark_masks
 from keras_face.occlusion import mask_family
 from keras_face.occlusion import mask_to_feature_grid
@@ -129,3 +130,11 @@ def test_occluded_pairs_occlude_only_the_probe():
     assert (changed > 0).all()
     with pytest.raises(ValueError, match="kind=4"):
         occluded_pairs(faces, 4, 20)
+
+
+def test_in_graph_landmark_boxes_equal_the_numpy_ones():
+    rng = np.random.default_rng(0)
+    landmarks = np.stack([arcface_template(32) + rng.uniform(-3, 3, (5, 2)) for _ in range(6)])
+    got = ops.convert_to_numpy(landmark_box_masks(landmarks.astype(np.float32), 32))
+    expected = np.stack([landmark_masks(32, points) for points in landmarks])
+    np.testing.assert_array_equal(got, expected)
