@@ -17,6 +17,8 @@ def make_training_dataset(
     random_flip=True,
     shuffle=True,
     image_dtype="float32",
+    extras=(),
+    flipped_extras=None,
 ):
     """Global batches of in-memory images for `FaceTrainingModel.fit`, reproducible per epoch.
 
@@ -40,9 +42,16 @@ def make_training_dataset(
             Defaults to `True`.
         shuffle: bool. Permute the images every epoch. Defaults to `True`.
         image_dtype: str. Dtype of the images fed to the model. Defaults to `"float32"`.
+        extras: sequence of arrays `(N, ...)`: per-image inputs that follow the labels
+            (ages for `keras_face.age_invariant.AgeInvariantTrainingModel`), unchanged by
+            a flip. Defaults to `()`.
+        flipped_extras: sequence of arrays like `extras` (or `None` entries): the value
+            of an extra for the flipped image (mirrored landmarks), used when the image is
+            flipped. Defaults to `None` (extras do not change with a flip). With it, the
+            flip coins are drawn per image from `(seed, epoch, step)` explicitly.
 
     Returns:
-        A `tf.data.Dataset` of `((images, labels), labels)`.
+        A `tf.data.Dataset` of `((images, labels, *extras), labels)`.
 
     Example:
         ```python
@@ -70,6 +79,26 @@ def make_training_dataset(
         raise ValueError(
             f"first_epoch must be in [0, epochs={epochs}]. Received: first_epoch={first_epoch}"
         )
+    extra_tables = []
+    for index, extra in enumerate(extras):
+        extra = np.asarray(extra)
+        if extra.shape[:1] != (count,):
+            raise ValueError(
+                f"Every extra input needs one row per image ({count}). Received: extras[{index}] "
+                f"of shape {extra.shape}"
+            )
+        extra_tables.append(tf.constant(extra))
+    flipped_tables = [None] * len(extra_tables)
+    if flipped_extras is not None:
+        if len(flipped_extras) != len(extra_tables):
+            raise ValueError(
+                f"flipped_extras needs one entry per extra ({len(extra_tables)}). "
+                f"Received: {len(flipped_extras)} entries"
+            )
+        flipped_tables = [
+            None if flipped is None else tf.constant(np.asarray(flipped))
+            for flipped in flipped_extras
+        ]
     image_table = tf.constant(images)
     label_table = tf.constant(labels.astype(np.int32))
     seed = int(seed)
@@ -89,12 +118,24 @@ def make_training_dataset(
 
     def load(epoch, step, indices):
         batch = tf.gather(image_table, indices)
-        if random_flip:
-            flip_seed = tf.stack([tf.constant(seed + 1, tf.int64), epoch * steps + step])
+        batch_extras = [tf.gather(table, indices) for table in extra_tables]
+        flip_seed = tf.stack([tf.constant(seed + 1, tf.int64), epoch * steps + step])
+        if random_flip and flipped_extras is not None:
+            # One visible coin per image, so that the extras can follow their image.
+            coins = tf.random.stateless_uniform([tf.shape(indices)[0]], seed=flip_seed) < 0.5
+            batch = tf.where(coins[:, None, None, None], tf.reverse(batch, axis=[2]), batch)
+            for index, table in enumerate(flipped_tables):
+                if table is not None:
+                    flipped = tf.gather(table, indices)
+                    shape = [-1] + [1] * (len(flipped.shape) - 1)
+                    batch_extras[index] = tf.where(
+                        tf.reshape(coins, shape), flipped, batch_extras[index]
+                    )
+        elif random_flip:
             batch = tf.image.stateless_random_flip_left_right(batch, seed=flip_seed)
         batch = tf.cast(batch, image_dtype)
         batch_labels = tf.gather(label_table, indices)
-        return (batch, batch_labels), batch_labels
+        return (batch, batch_labels, *batch_extras), batch_labels
 
     dataset = tf.data.Dataset.range(int(first_epoch), int(epochs)).flat_map(epoch_batches)
     dataset = dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
