@@ -1,9 +1,11 @@
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from keras_face import cli
+from keras_face import data as keras_face_data
 from keras_face import training
 from tests.training import training_testing
 
@@ -23,7 +25,7 @@ def run_cli(*args, timeout=900):
 def test_help_lists_the_commands():
     completed = run_cli("--help")
     assert completed.returncode == 0
-    for command in ("train", "eval", "pack", "export"):
+    for command in ("train", "eval", "pack", "export", "convert"):
         assert command in completed.stdout
 
 
@@ -270,3 +272,210 @@ def test_expected_errors_are_the_project_errors():
     assert not isinstance(ValueError("x"), expected)
     assert not isinstance(TypeError("x"), expected)
     assert issubclass(training.ConfigError, ValueError)  # callers catching ValueError still do
+
+
+def test_eval_writes_the_error_versus_discard_of_norm_and_kappa(tmp_path, capsys):
+    import json
+
+    import keras
+    import numpy as np
+
+    from keras_face import evaluation
+    from keras_face import uncertainty
+    from keras_face.data import read_bin
+    from keras_face.data import write_bin
+
+    keras.utils.set_random_seed(0)
+    backbone = training_testing.tiny_backbone(image_size=16)
+    confidence = uncertainty.SphericalConfidenceHead("mlp", hidden_units=(4,), name="confidence")
+    image = keras.Input((16, 16, 3), name="image")
+    embedding = backbone(image)
+    kappa = confidence(embedding)
+    # Random last-layer weights, so that kappa differs between images.
+    confidence.output_layer.kernel.assign(np.random.default_rng(1).normal(size=(4, 1)))
+    outputs = {
+        "embedding": keras.layers.Identity(name="embedding")(embedding),
+        "kappa": keras.layers.Identity(name="kappa")(kappa),
+    }
+    model_path = tmp_path / "scf.keras"
+    keras.Model(image, outputs, name="tiny_scf").save(model_path)
+
+    images, _ = training_testing.identity_images(4, 10)
+    pair_images, issame = [], []
+    for index in range(40):
+        same = index % 2 == 0
+        first = (index % 4) * 10 + index // 8
+        second = first + 1 + index // 8 if same else ((index % 4 + 1) % 4) * 10 + index // 8
+        pair_images += [images[first], images[second]]
+        issame.append(same)
+    pair_images, issame = np.stack(pair_images), np.array(issame)
+    bin_path = tmp_path / "tiny.bin"
+    write_bin(str(bin_path), pair_images, issame, progress=False)
+    json_path = tmp_path / "eval.json"
+    argv = ["eval", "--model", str(model_path), "--bin", str(bin_path), "--folds", "2"]
+    argv += ["--edc", "--edc-fmr", "0.1", "--json", str(json_path)]
+    assert cli.main(argv) == 0
+    table = capsys.readouterr().out
+    assert "accuracy % (2-fold)" in table and "EDC area to 0.2" in table
+    curves = json.loads(json_path.read_text())["tiny"]["edc"]["curves"]
+    assert sorted(curves) == ["kappa", "norm", "random"]
+
+    # The same curves from the model's own outputs on the stored (JPEG-decoded) images.
+    pair_images, issame = read_bin(str(bin_path))
+    loaded = keras.saving.load_model(model_path)
+    raw = loaded.predict(pair_images.astype("float32"), verbose=0)
+    norms = np.linalg.norm(raw["embedding"], axis=1)
+    flipped = loaded.predict(pair_images[:, :, ::-1].astype("float32"), verbose=0)["embedding"]
+    fused = raw["embedding"].astype("float64") + flipped
+    fused /= np.linalg.norm(fused, axis=1, keepdims=True)
+    scores = np.sum(fused[0::2] * fused[1::2], axis=1)
+    for name, quality in {"norm": norms, "kappa": np.asarray(raw["kappa"]).reshape(-1)}.items():
+        expected = evaluation.error_versus_discard(
+            scores, issame, quality[0::2], quality[1::2], fmr=0.1, discard_limit=0.2
+        )
+        assert len(np.unique(quality)) > 20  # a real ranking, not all ties
+        np.testing.assert_allclose(curves[name]["partial_area"], expected.partial_area, atol=1e-6)
+        np.testing.assert_allclose(
+            curves[name]["discard_fraction"], expected.discard_fraction, atol=1e-12
+        )
+        assert curves[name]["fmr"] <= 0.1
+
+    # A one-output embedding model gets the norm and the random floor only.
+    backbone_path = tmp_path / "embedding.keras"
+    backbone.save(backbone_path)
+    argv = ["eval", "--model", str(backbone_path), "--bin", str(bin_path), "--edc"]
+    assert cli.main(argv + ["--folds", "2", "--json", str(json_path)]) == 0
+    assert sorted(json.loads(json_path.read_text())["tiny"]["edc"]["curves"]) == [
+        "norm",
+        "random",
+    ]
+    capsys.readouterr()
+    assert cli.main(["eval", "--model", str(model_path), "--edc", "--ijb", str(tmp_path)]) == 1
+    assert "--edc needs --bin files" in capsys.readouterr().err
+    assert cli.main(argv + ["--edc-fmr", "0"]) == 1
+    assert "Received: --edc-fmr=0.0" in capsys.readouterr().err
+
+
+def test_help_does_not_load_keras_or_tensorflow():
+    completed = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys\n"
+            "from keras_face import cli\n"
+            "try:\n"
+            "    cli.main(['--help'])\n"
+            "except SystemExit:\n"
+            "    pass\n"
+            "print(sorted(m for m in ('keras', 'tensorflow', 'jax', 'torch') if m in sys.modules))",
+        ],
+        env=training_testing.script_environment(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert "train" in completed.stdout
+    assert completed.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_tensorflow_start_up_noise_is_hidden():
+    env = training_testing.script_environment()
+    env.pop("TF_CPP_MIN_LOG_LEVEL")  # what a new user has
+    completed = subprocess.run(
+        [sys.executable, "-m", "keras_face.cli", "train", "--set", "training.epochz=1"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert completed.returncode == 1
+    assert completed.stdout == ""
+    # One line: no oneDNN / CUDA / absl start-up lines around the error.
+    lines = completed.stderr.strip().splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("keras-face train: error: Unknown config key")
+
+
+def test_train_and_eval_options_all_have_help():
+    parser = cli.build_parser()
+    subparsers = next(a for a in parser._actions if a.dest == "command")
+    for command in ("train", "eval"):
+        subparser = subparsers.choices[command]
+        for action in subparser._actions:
+            if action.dest != "help":
+                assert action.help, f"keras-face {command} {action.option_strings}"
+
+
+def test_ctrl_c_prints_how_to_resume(tmp_path, monkeypatch, capsys):
+    output = str(tmp_path / "run")
+
+    def interrupted(*args, **kwargs):
+        raise training.trainer.TrainingInterrupted(output, has_backup=True)
+
+    monkeypatch.setattr(training, "train", interrupted)
+    status = cli.main(["train", "--set", "training.epochs=2", "--output", "old", "--restart"])
+    assert status == cli.EXIT_INTERRUPTED == 130
+    error = capsys.readouterr().err
+    assert error == (
+        f"keras-face train: interrupted; the backup is in {output}/backup. To resume: "
+        f"keras-face train --set training.epochs=2 --output {output}\n"
+    )
+    # Without --output the message says where the run went.
+    assert cli.main(["train", "data.identities=20"]) == 130
+    assert capsys.readouterr().err.endswith(
+        f"To resume: keras-face train data.identities=20 --output {output}\n"
+    )
+
+    def interrupted_early(*args, **kwargs):
+        raise training.trainer.TrainingInterrupted(output, has_backup=False)
+
+    monkeypatch.setattr(training, "train", interrupted_early)
+    assert cli.main(["train", "--output=" + output]) == 130
+    assert capsys.readouterr().err == (
+        f"keras-face train: interrupted before the first backup of {output}; to start "
+        f"again: keras-face train --output {output}\n"
+    )
+
+
+def test_eval_of_a_model_with_an_unknown_layer_is_one_line(tmp_path, capsys):
+    import keras
+
+    @keras.saving.register_keras_serializable(package="elsewhere")
+    class NotKerasFace(keras.layers.Layer):
+        def call(self, inputs):
+            return inputs
+
+    inputs = keras.Input((4,))
+    path = str(tmp_path / "m.keras")
+    keras.Model(inputs, NotKerasFace()(inputs)).save(path)
+    keras.saving.get_custom_objects().pop("elsewhere>NotKerasFace")
+    images = np.zeros((2, 8, 8, 3), np.uint8)
+    keras_face_data.write_bin(str(tmp_path / "p.bin"), images, np.array([True]), progress=False)
+    assert cli.main(["eval", "--model", path, "--bin", str(tmp_path / "p.bin")]) == 1
+    error = capsys.readouterr().err
+    assert error.startswith(
+        f"keras-face eval: error: {path}: Could not locate class 'NotKerasFace' (a custom layer"
+    )
+    assert error.count("\n") == 1
+
+
+def test_a_saved_model_loads_in_a_fresh_process_with_load_model(tmp_path):
+    # keras_face.load_model registers every layer of the package before loading.
+    path = tmp_path / "tiny.keras"
+    script = (
+        "import keras, numpy as np, keras_face\n"
+        "from keras_face import models\n"
+        f"models.mobilefacenet(input_shape=(32, 32, 3), embedding_size=16).save({str(path)!r})\n"
+    )
+    subprocess.run([sys.executable, "-c", script], check=True, capture_output=True, timeout=600)
+    loader = (
+        "import keras_face\n"
+        f"model = keras_face.load_model({str(path)!r})\n"
+        "print(type(model).__name__, model.outputs[0].shape[-1])\n"
+    )
+    completed = subprocess.run(
+        [sys.executable, "-c", loader], capture_output=True, text=True, timeout=600
+    )
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    assert completed.stdout.split()[-2:] == ["Functional", "16"]

@@ -14,6 +14,13 @@ same embeddings, computed without loops over thresholds and without scikit-learn
 - VAL@FAR=1e-3: for each fold, the threshold of `arange(0, 4, 0.001)` reaching FAR 1e-3
   on the other folds is found by linear interpolation of (FAR, threshold) (0.0 when the
   FAR is never reached) and the VAL (true accept rate) is measured on the held-out fold.
+  One departure: when that threshold accepts more than the target FAR plus one impostor
+  pair on the training folds (the FAR jumps over the target: many impostor pairs tie at
+  one distance) and the largest threshold that meets the target on the training folds
+  accepts fewer held-out genuine pairs, the target cannot be met: the fold's VAL is NaN
+  instead of the TAR of a far larger FAR (a collapsed model, all distances equal, gets
+  NaN where insightface reports 1.0). The achieved held-out FAR is always reported
+  beside the VAL (`far`).
 """
 
 import warnings
@@ -237,7 +244,9 @@ def calculate_val(
         dict with `val` (mean), `val_std`, `far` (mean held-out FAR), and per fold
         `val_per_fold`, `far_per_fold`, `thresholds` (the interpolated thresholds).
         A fold without genuine or impostor pairs gives NaN (insightface raises
-        `ZeroDivisionError`).
+        `ZeroDivisionError`), and so does a fold where the target FAR cannot be met
+        (see the module docstring: tied distances); its achieved FAR stays in
+        `far_per_fold`.
 
     Example:
         ```python
@@ -270,6 +279,7 @@ def calculate_val(
         else:
             threshold = 0.0
         fold_thresholds[fold] = threshold
+        train_far = _train_far(distances64, issame, test, threshold, len(splits) == 1)
         accepted = distances64[test] < threshold
         test_issame = issame[test]
         num_same = int(np.sum(test_issame))
@@ -278,6 +288,14 @@ def calculate_val(
         false_accept = int(np.sum(accepted & ~test_issame))
         val[fold] = true_accept / float(num_same) if num_same else np.nan
         far[fold] = false_accept / float(num_diff) if num_diff else np.nan
+        if train_far > far_target + 1.0 / train_num_impostor and num_same:
+            # The interpolation jumped over the target: the largest threshold of the
+            # grid that meets it on the training folds must accept the same genuine
+            # pairs, or the VAL is that of another FAR (tied distances).
+            meeting = thresholds[far_train <= far_target]
+            meet_threshold = meeting[-1] if meeting.size else 0.0
+            if np.sum((distances64[test] < meet_threshold) & test_issame) != true_accept:
+                val[fold] = np.nan
     return {
         "val": float(np.mean(val)),
         "val_std": float(np.std(val)),
@@ -286,6 +304,15 @@ def calculate_val(
         "far_per_fold": far,
         "thresholds": fold_thresholds,
     }
+
+
+def _train_far(distances, issame, test, threshold, single_fold):
+    """FAR that `threshold` achieves on the training folds (all pairs with one fold)."""
+    train = np.ones(distances.shape[0], dtype=bool)
+    if not single_fold:
+        train[test] = False
+    impostor = distances[train & ~issame]
+    return float(np.mean(impostor < threshold)) if impostor.size else 0.0
 
 
 def _check_normalised(embeddings):

@@ -168,7 +168,7 @@ class VerificationCallback(keras.callbacks.Callback):
         if self.verbose:
             summary = ", ".join(
                 f"{name} {result['accuracy']:.4f}+-{result['accuracy_std']:.4f} "
-                f"VAL@1e-3 {result['val_at_far_1e-3']:.4f}"
+                f"VAL@1e-3 {result['val_at_far_1e-3']:.4f} (achieved FAR {result['far']:.1e})"
                 for name, result in results.items()
             )
             note = (

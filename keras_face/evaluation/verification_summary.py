@@ -13,6 +13,7 @@ TABLE_COLUMNS = (
     "accuracy % ({folds}-fold)",
     "threshold",
     "VAL@FAR=1e-3 %",
+    "achieved FAR",
     "AUC",
 )
 
@@ -37,10 +38,14 @@ class VerificationSummary:
         accuracy: float. Mean accuracy over the folds.
         accuracy_std: float. Standard deviation of the fold accuracies.
         threshold: float. Mean best distance threshold over the folds.
-        val_at_far_1e3: float. VAL at FAR = 1e-3 (insightface's `val`).
+        val_at_far_1e3: float. VAL at FAR = 1e-3 (insightface's `val`; NaN when the
+            target FAR cannot be met, see `keras_face.evaluation.calculate_val`).
         auc: float or `None`. Area under the ROC (`None` when undefined).
         tar_at_far: dict. `{str(far): tar or None}`.
         n_folds: int. Folds of the protocol.
+        val_achieved_far: float. The held-out FAR of the VAL's thresholds (mean over
+            the folds), which can be far above 1e-3 on small or degenerate sets.
+            Defaults to NaN.
         result: dict. The complete `verify` result. Defaults to `None`.
 
     Example:
@@ -61,6 +66,7 @@ class VerificationSummary:
     auc: object
     tar_at_far: dict
     n_folds: int
+    val_achieved_far: float = float("nan")
     result: dict = dataclasses.field(default=None, repr=False, compare=False)
 
     @classmethod
@@ -94,17 +100,20 @@ class VerificationSummary:
                 str(far): _finite_or_none(tar) for far, tar in result["tar_at_far"].items()
             },
             n_folds=int(n_folds),
+            val_achieved_far=float(result.get("far", float("nan"))),
             result=result,
         )
 
     def as_dict(self):
-        """The JSON entry: accuracy, accuracy_std, threshold, val_at_far_1e-3, auc,
-        tar_at_far, pairs (the keys of `results.json`)."""
+        """The JSON entry: accuracy, accuracy_std, threshold, val_at_far_1e-3,
+        val_achieved_far, auc, tar_at_far, pairs (the keys of `results.json`; `None` for
+        a NaN VAL or FAR)."""
         return {
             "accuracy": self.accuracy,
             "accuracy_std": self.accuracy_std,
             "threshold": self.threshold,
-            "val_at_far_1e-3": self.val_at_far_1e3,
+            "val_at_far_1e-3": _finite_or_none(self.val_at_far_1e3),
+            "val_achieved_far": _finite_or_none(self.val_achieved_far),
             "auc": self.auc,
             "tar_at_far": dict(self.tar_at_far),
             "pairs": self.pairs,
@@ -119,6 +128,7 @@ class VerificationSummary:
             f"{100 * self.accuracy:.2f} +- {100 * self.accuracy_std:.2f}",
             f"{self.threshold:.3f}",
             f"{100 * self.val_at_far_1e3:.2f}",
+            f"{self.val_achieved_far:.1e}",
             f"{auc:.4f}",
         ]
 

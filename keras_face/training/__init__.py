@@ -9,15 +9,16 @@
   `configure_cpu_replicas`: `tf.distribute` on one or several GPUs or machines.
 - `BackupAndRestore` (step-level, exact resume), `EmbeddingModelCheckpoint`,
   `StopOnNaN`, `LearningRateLogger`: callbacks.
-- `export_embedding_model`, `run_exported`: SavedModel, TFLite, ONNX.
+- `export_embedding_model`, `run_exported`, `check_exported`, `ExportError`: SavedModel,
+  TFLite, ONNX, each file validated in its runtime.
 - `load_config`, `CONFIG_SCHEMA`, `ConfigOption`: configurations (one schema holds every
   option's default, type, bound and doc) and `default_config_yaml`,
   `config_options_markdown` generated from it.
 - `training_method`, `TrainingMethod`, `TRAINING_METHODS`: what `training.method`
   selects (classification, distillation, ...) and how a method plugs into `train`.
 - `train` and its steps, in order: `prepare_run`, `load_training_data`,
-  `count_steps_per_epoch`, `compile_training_model`, `build_backup`, `build_callbacks`,
-  `fit`, `collect_results`, `evaluate`, `write_run_folder`.
+  `count_steps_per_epoch`, `compile_training_model`, `start_run_folder`, `build_backup`,
+  `build_callbacks`, `fit`, `collect_results`, `evaluate`, `write_run_folder`.
 
 Uses TensorFlow (`tf.distribute`, `tf.data`, export); imported lazily by `keras_face`.
 """
@@ -38,6 +39,8 @@ from keras_face.training.datasets import as_training_pairs
 from keras_face.training.datasets import make_training_dataset
 from keras_face.training.embedding_model_checkpoint import EmbeddingModelCheckpoint
 from keras_face.training.export import EXPORT_FORMATS
+from keras_face.training.export import ExportError
+from keras_face.training.export import check_exported
 from keras_face.training.export import export_embedding_model
 from keras_face.training.export import run_exported
 from keras_face.training.face_training_model import FaceTrainingModel
@@ -60,16 +63,21 @@ from keras_face.training.strategy import check_global_batch_size
 from keras_face.training.strategy import configure_cpu_replicas
 from keras_face.training.strategy import distribute_dataset
 from keras_face.training.strategy import get_strategy
+from keras_face.training.trainer import RESUME_KEYS
 from keras_face.training.trainer import RunSetup
+from keras_face.training.trainer import TrainingInterrupted
 from keras_face.training.trainer import build_backbone
 from keras_face.training.trainer import build_backup
 from keras_face.training.trainer import build_callbacks
 from keras_face.training.trainer import build_head
+from keras_face.training.trainer import check_batch_norm_batch
+from keras_face.training.trainer import check_resume
 from keras_face.training.trainer import compile_training_model
 from keras_face.training.trainer import default_output_dir
 from keras_face.training.trainer import evaluate
 from keras_face.training.trainer import fit
 from keras_face.training.trainer import prepare_run
+from keras_face.training.trainer import start_run_folder
 from keras_face.training.trainer import train
 from keras_face.training.training_curves import plot_training_curves
 from keras_face.training.training_data import TrainingData
@@ -91,15 +99,18 @@ __all__ = [
     "DEFAULT_CONFIG",
     "EXPORT_FORMATS",
     "EmbeddingModelCheckpoint",
+    "ExportError",
     "FaceTrainingModel",
     "L2SGD",
     "LearningRateLogger",
+    "RESUME_KEYS",
     "RunSetup",
     "SoftmaxHead",
     "StopOnNaN",
     "TRAINING_METHODS",
     "TrainingData",
     "TrainingDivergedError",
+    "TrainingInterrupted",
     "TrainingMethod",
     "TrainingModel",
     "WarmupPiecewiseConstantDecay",
@@ -114,7 +125,10 @@ __all__ = [
     "build_optimizer",
     "build_schedule",
     "build_training_model",
+    "check_batch_norm_batch",
+    "check_exported",
     "check_global_batch_size",
+    "check_resume",
     "collect_results",
     "compile_training_model",
     "config_options_markdown",
@@ -135,6 +149,7 @@ __all__ = [
     "prepare_run",
     "read_backup_state",
     "read_history",
+    "start_run_folder",
     "run_exported",
     "summary_line",
     "train",

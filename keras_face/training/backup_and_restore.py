@@ -7,6 +7,7 @@ import os
 import keras
 
 from keras_face.training import keras_compat
+from keras_face.training.atomic_write import atomic_write
 from keras_face.training.strategy import is_chief
 from keras_face.training.strategy import task_id
 
@@ -107,22 +108,19 @@ class BackupAndRestore(keras.callbacks.Callback):
         return read_backup_state(self._directory())
 
     def _write_state(self, state):
-        directory = self._directory()
-        temporary = os.path.join(directory, f".{STATE_FILE}.partial")
-        with open(temporary, "w") as file:
+        path = os.path.join(self._directory(), STATE_FILE)
+        with atomic_write(path) as temporary, open(temporary, "w") as file:
             json.dump(state, file)
             file.flush()
             os.fsync(file.fileno())
-        os.replace(temporary, os.path.join(directory, STATE_FILE))
 
     def _save(self, finished=False):
         directory = self._directory()
         os.makedirs(directory, exist_ok=True)
         global_step = int(self._global_step())
         name = CHECKPOINT_PATTERN.format(global_step=global_step)
-        temporary = os.path.join(directory, f".partial-{name}")
-        self.model.save_weights(temporary, overwrite=True)
-        os.replace(temporary, os.path.join(directory, name))
+        with atomic_write(os.path.join(directory, name)) as temporary:
+            self.model.save_weights(temporary, overwrite=True)
         self._write_state(
             {
                 "epoch": self._epoch,

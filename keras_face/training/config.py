@@ -32,6 +32,7 @@ import yaml
 from keras_face import heads
 from keras_face import models
 from keras_face.errors import ConfigError
+from keras_face.training.atomic_write import atomic_write
 from keras_face.training.config_schema import ARGUMENT_SECTIONS
 from keras_face.training.config_schema import CONFIG_SCHEMA
 from keras_face.training.config_schema import DATA_SOURCES
@@ -43,6 +44,7 @@ __all__ = [
     "DATA_SOURCES",
     "DEFAULT_CONFIG",
     "backbone_factory",
+    "default_run_name",
     "dump_config",
     "head_factory",
     "load_config",
@@ -101,7 +103,14 @@ def merge_config(base, update, path=""):
             if "name" in value and value["name"] != merged[key].get("name"):
                 merged[key] = copy.deepcopy(value)
             else:
-                merged[key].update(copy.deepcopy(value))
+                for argument, setting in copy.deepcopy(value).items():
+                    # A nested mapping (`head.partial_fc`) is merged key by key, so that
+                    # `--set head.partial_fc.seed=1` keeps an earlier `sample_rate`.
+                    previous = merged[key].get(argument)
+                    if isinstance(previous, dict) and isinstance(setting, dict):
+                        previous.update(setting)
+                    else:
+                        merged[key][argument] = setting
             continue
         if key not in merged:
             raise _unknown_key_error(path, key, merged)
@@ -177,7 +186,41 @@ def load_config(source=None, overrides=()):
             override = parse_override(override)
         config = merge_config(config, override)
     validate_config(config)
+    if config["name"] == DEFAULT_CONFIG["name"]:
+        config["name"] = default_run_name(config)
     return config
+
+
+def default_run_name(config):
+    """The run name of a config that leaves `name` at its default: `<data>_<head>`.
+
+    `<data>` is `synthetic`, or the name of the `.rec` file or image folder of
+    `data.path` (the parent folder's for a pack named `train.rec`, as insightface names
+    them); `<head>` is `head.name`. The default config gives `synthetic_arcface`.
+
+    Args:
+        config: dict. A configuration.
+
+    Returns:
+        str.
+
+    Example:
+        ```python
+        config = keras_face.training.load_config(
+            overrides=["data.source=recordio", "data.path=/data/casia/train.rec"])
+        keras_face.training.config.default_run_name(config)  # 'casia_arcface'
+        ```
+    """
+    data = config["data"]
+    if data["source"] == "synthetic" or not data["path"]:
+        label = "synthetic"
+    else:
+        path = os.path.normpath(os.fspath(data["path"]))
+        label = os.path.splitext(os.path.basename(path))[0]
+        if label == "train":
+            label = os.path.basename(os.path.dirname(os.path.abspath(path))) or label
+    head = str(config["head"]["name"]).lower().replace("-", "_")
+    return f"{label}_{head}"
 
 
 def _check(condition, key, value, expectation):
@@ -298,12 +341,42 @@ def _check_argument_sections(config):
         _check(_is_int(size) and size > 0, "backbone.embedding_size", size, "a positive integer")
     head = config["head"]
     _check("name" in head, "head.name", None, "a head name (arcface, cosface, ..., softmax)")
-    _check_arguments("head", head_factory(head["name"]), head, skip=("num_classes",))
+    arguments = {key: value for key, value in head.items() if key != "partial_fc"}
+    _check_arguments("head", head_factory(head["name"]), arguments, skip=("num_classes",))
+    if "partial_fc" in head:
+        _check_partial_fc(head)
     _check(
         "num_classes" not in head,
         "head.num_classes",
         head.get("num_classes"),
         "left out (it comes from the data; set data.num_classes to check it)",
+    )
+
+
+def _check_partial_fc(head):
+    # `head.partial_fc: {sample_rate, seed}` wraps the head in keras_face.heads.PartialFC.
+    sampling = head["partial_fc"]
+    _check(
+        isinstance(sampling, dict),
+        "head.partial_fc",
+        sampling,
+        "a mapping of keras_face.heads.PartialFC arguments (sample_rate, seed)",
+    )
+    _check_arguments(
+        "head.partial_fc", heads.PartialFC, {"name": head["name"], **sampling}, skip=("head",)
+    )
+    rate = sampling.get("sample_rate", 0.1)
+    _check(
+        isinstance(rate, (int, float)) and not isinstance(rate, bool) and 0 <= rate <= 1,
+        "head.partial_fc.sample_rate",
+        rate,
+        "a number in [0, 1]",
+    )
+    _check(
+        _normalised_head_name(head["name"]) != "softmax",
+        "head.name",
+        head["name"],
+        "a margin head (keras_face.heads) when head.partial_fc is given",
     )
 
 
@@ -358,5 +431,5 @@ def dump_config(config, path):
         keras_face.training.config.dump_config(keras_face.training.load_config(), "config.yaml")
         ```
     """
-    with open(path, "w") as file:
+    with atomic_write(path) as temporary, open(temporary, "w") as file:
         yaml.safe_dump(config, file, sort_keys=False)

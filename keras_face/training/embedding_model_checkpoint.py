@@ -1,20 +1,29 @@
 """Save the embedding model (the deployable part) after every epoch, and the best one."""
 
+import json
 import math
 import os
 
 import keras
 
+from keras_face.training.atomic_write import atomic_write
 from keras_face.training.strategy import is_chief
+
+BEST_SCORE_FILE = "best.json"
 
 
 class EmbeddingModelCheckpoint(keras.callbacks.Callback):
     """Save the embedding model as `last.keras` every epoch and `best.keras` when it improves.
 
-    The saved model is the backbone alone (images to embeddings), loadable with
-    `keras.saving.load_model` without custom objects. Files are written under a
-    temporary name and renamed, so a crash never leaves a truncated model. In a
-    multi-worker run only the chief writes.
+    The saved model is the backbone alone (images to embeddings). It loads with
+    `keras.saving.load_model` once the package's layers are registered, i.e. after
+    `import keras_face.models` (Keras imports no third-party module by itself).
+    Files are written under a temporary name and renamed, so a crash never leaves a
+    truncated model. In a multi-worker run only the chief writes.
+
+    The best score is kept beside the model in `best.json` (`{"monitor", "best",
+    "epoch"}`) and read back at the start of `fit`, so a resumed run never replaces
+    `best.keras` by a worse epoch than one saved before the interruption.
 
     Args:
         directory: str. Output directory.
@@ -53,12 +62,43 @@ class EmbeddingModelCheckpoint(keras.callbacks.Callback):
     def best_path(self):
         return os.path.join(self.directory, "best.keras")
 
+    @property
+    def best_score_path(self):
+        return os.path.join(self.directory, BEST_SCORE_FILE)
+
     def _save(self, path):
         model = self.embedding_model or self.model.embedding_model
         os.makedirs(self.directory, exist_ok=True)
-        temporary = os.path.join(self.directory, f".partial-{os.path.basename(path)}")
-        model.save(temporary)
-        os.replace(temporary, path)
+        with atomic_write(path) as temporary:
+            model.save(temporary)
+
+    def _read_best_score(self):
+        """The best score saved by an earlier `fit` in this folder (same monitor), if any."""
+        if self.monitor is None or not os.path.exists(self.best_score_path):
+            return
+        if not os.path.exists(self.best_path):
+            return
+        with open(self.best_score_path) as file:
+            saved = json.load(file)
+        if saved.get("monitor") == self.monitor and saved.get("mode", "max") == self.mode:
+            self.best = float(saved["best"])
+            self.best_epoch = saved.get("epoch")
+
+    def _write_best_score(self):
+        with atomic_write(self.best_score_path) as temporary, open(temporary, "w") as file:
+            json.dump(
+                {
+                    "monitor": self.monitor,
+                    "mode": self.mode,
+                    "best": self.best,
+                    "epoch": self.best_epoch,
+                },
+                file,
+            )
+
+    def on_train_begin(self, logs=None):
+        if self.best is None:
+            self._read_best_score()
 
     def _improved(self, value):
         if self.best is None:
@@ -79,3 +119,4 @@ class EmbeddingModelCheckpoint(keras.callbacks.Callback):
             self.best = float(value)
             self.best_epoch = epoch + 1
             self._save(self.best_path)
+            self._write_best_score()

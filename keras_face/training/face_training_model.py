@@ -72,6 +72,44 @@ class FaceTrainingModel(TrainingModel):
             metrics = [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
         super().compile(optimizer=optimizer, loss=loss, metrics=metrics, **kwargs)
 
+    def train_step(self, *args, **kwargs):
+        # The loss and metrics of a training step see the head's training logits: with a
+        # head that samples classes (`keras_face.heads.PartialFC`) their labels are the
+        # columns of the sampled classes (`head.remap_labels`, read after the head's call
+        # in the same step). Evaluation steps see the whole `(batch, num_classes)` logits.
+        self._remapping_labels = True
+        try:
+            return super().train_step(*args, **kwargs)
+        finally:
+            self._remapping_labels = False
+
+    def _training_labels(self, y):
+        remap = getattr(self.head, "remap_labels", None)
+        if remap is None or not getattr(self, "_remapping_labels", False):
+            return y
+        if keras.backend.backend() == "jax" and getattr(self.head, "samples", False):
+            # Keras (3.15) updates the metrics of a JAX step outside the step's variable
+            # state (only the metrics' variables are mapped), where the sampled classes
+            # cannot be read: fail clearly instead of scoring the wrong columns.
+            raise ValueError(
+                "Training a FaceTrainingModel whose head samples classes "
+                "(keras_face.heads.PartialFC with sample_rate < 1) needs the TensorFlow or "
+                "PyTorch backend. Received: backend=jax"
+            )
+        return remap(y)
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        return super().compute_loss(
+            x=x,
+            y=self._training_labels(y),
+            y_pred=y_pred,
+            sample_weight=sample_weight,
+            training=training,
+        )
+
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        return super().compute_metrics(x, self._training_labels(y), y_pred, sample_weight)
+
     def compile_from_config(self, config):
         # `compile` only adds defaults, so a saved compile config replays through it.
         config = keras.saving.deserialize_keras_object(config)

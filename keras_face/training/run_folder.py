@@ -3,10 +3,11 @@
 The run folder:
 
 ```
-config.yaml                 the complete configuration used (written by `prepare_run`)
+config.yaml                 the complete configuration used (written once the data loads)
 embedding_model.keras       the trained embedding model (backbone), for deployment
 models/last.keras           embedding model after the latest epoch
 models/best.keras           embedding model of the best verification epoch
+models/best.json            its score and epoch (read back when the run resumes)
 logs/training_log.csv       per-epoch loss, accuracy, learning rate, verification
 logs/tensorboard/           TensorBoard events
 backup/                     step-level backups (rerun the same command to resume)
@@ -14,6 +15,10 @@ roc.png                     ROC of the final held-out / verification evaluation
 training_curves.png         loss, training accuracy, learning rate, verification accuracy
 results.json                everything above in numbers
 ```
+
+Every file is written under a temporary name in the same folder and then renamed
+(`keras_face.training.atomic_write`), so a run killed at any instant leaves each file
+either as it was or complete.
 """
 
 import csv
@@ -26,6 +31,7 @@ import time
 import numpy as np
 
 from keras_face.evaluation import plot_roc
+from keras_face.training.atomic_write import atomic_write
 from keras_face.training.training_curves import plot_training_curves
 from keras_face.training.training_data import HELDOUT_NAME
 
@@ -138,7 +144,8 @@ def write_run_folder(run, config, results, embedding_model, summaries, started):
     """
     output_dir = run.output_dir
     if run.chief:
-        embedding_model.save(os.path.join(output_dir, "embedding_model.keras"))
+        with atomic_write(os.path.join(output_dir, "embedding_model.keras")) as temporary:
+            embedding_model.save(temporary)
         history = read_history(os.path.join(output_dir, "logs", "training_log.csv"))
         results["history"] = {
             key: [_finite_or_none(value) for value in values] for key, values in history.items()
@@ -148,8 +155,9 @@ def write_run_folder(run, config, results, embedding_model, summaries, started):
     results["wall_seconds"] = time.perf_counter() - started
     results["cpu_seconds"] = _cpu_seconds()
     if run.chief:
-        with open(os.path.join(output_dir, "results.json"), "w") as file:
-            json.dump(results, file, indent=2)
+        with atomic_write(os.path.join(output_dir, "results.json")) as temporary:
+            with open(temporary, "w") as file:
+                json.dump(results, file, indent=2)
     return results
 
 
@@ -214,10 +222,15 @@ def _write_plots(output_dir, curves, history, config):
             fars=fars or (1e-1,),
             title=f"ROC ({config['name']})",
         )
-        figure.savefig(os.path.join(output_dir, "roc.png"), dpi=120)
+        _save_figure(figure, os.path.join(output_dir, "roc.png"))
     if history:
         figure = plot_training_curves(history, title=config["name"])
-        figure.savefig(os.path.join(output_dir, "training_curves.png"), dpi=120)
+        _save_figure(figure, os.path.join(output_dir, "training_curves.png"))
+
+
+def _save_figure(figure, path):
+    with atomic_write(path) as temporary:
+        figure.savefig(temporary, dpi=120)
 
 
 def summary_line(results, description=""):

@@ -4,14 +4,17 @@
 test can run a step alone or replace one:
 
 1. `load_config` (`keras_face.training.config`): defaults, YAML file, overrides, checks;
-2. `prepare_run`: CPU replicas, distribution strategy, batch check, run folder, seed;
+2. `prepare_run`: CPU replicas, distribution strategy, batch check, seed;
 3. `load_training_data`: the training batches and the verification sets;
 4. `count_steps_per_epoch`;
-5. `compile_training_model`: backbone, head, schedule, optimizer, in the strategy's scope;
-6. `build_backup` and `build_callbacks`: resume point, logs, checkpoints, NaN guard;
-7. `fit`: `model.fit` over the dataset;
-8. `collect_results` and `evaluate` (one `VerificationSummary` per set);
-9. `write_run_folder`: embedding model, plots, `results.json`.
+5. `compile_training_model`: backbone, head, schedule, optimizer, in the strategy's scope
+   (a batch normalisation needs 2 examples per replica, `check_batch_norm_batch`);
+6. `start_run_folder`: the folder and its `config.yaml` (a resume is checked first,
+   `check_resume`), only once the data has loaded and the model is built;
+7. `build_backup` and `build_callbacks`: resume point, logs, checkpoints, NaN guard;
+8. `fit`: `model.fit` over the dataset;
+9. `collect_results` and `evaluate` (one `VerificationSummary` per set);
+10. `write_run_folder`: embedding model, plots, `results.json`.
 
 The run folder is described in `keras_face.training.run_folder`.
 """
@@ -22,18 +25,23 @@ import datetime
 import importlib.util
 import inspect
 import os
+import shutil
 import time
 
 import keras
+import yaml
 
 from keras_face.evaluation import VerificationCallback
 from keras_face.evaluation.verification_summary import evaluate_pairs
+from keras_face.heads import PartialFC
 from keras_face.training.backup_and_restore import BackupAndRestore
+from keras_face.training.backup_and_restore import read_backup_state
 from keras_face.training.config import ConfigError
 from keras_face.training.config import backbone_factory
 from keras_face.training.config import dump_config
 from keras_face.training.config import head_factory
 from keras_face.training.config import load_config
+from keras_face.training.embedding_model_checkpoint import BEST_SCORE_FILE
 from keras_face.training.embedding_model_checkpoint import EmbeddingModelCheckpoint
 from keras_face.training.learning_rate_logger import LearningRateLogger
 from keras_face.training.optimizers import build_optimizer
@@ -51,14 +59,19 @@ from keras_face.training.training_data import count_steps_per_epoch
 from keras_face.training.training_data import load_training_data
 from keras_face.training.training_methods import training_method
 
+BACKUP_FOLDER = "backup"
+CONFIG_FILE = "config.yaml"
 
-def train(config=None, output_dir=None, overrides=(), backbone=None, progress=True):
+
+def train(config=None, output_dir=None, overrides=(), backbone=None, progress=True, restart=False):
     """Train, evaluate and save a face-recognition model from a configuration.
 
     With no arguments this is the main job: render synthetic identities, train the
     default small backbone with ArcFace for a few epochs, evaluate 10-fold verification
     on held-out identities and write the run folder (see the module docstring).
-    Rerunning with the same `output_dir` resumes from the latest backup.
+    Rerunning with the same `output_dir` resumes from the latest backup, provided that
+    the settings the backup depends on are unchanged (`check_resume`); `restart=True`
+    starts that folder over instead.
 
     Args:
         config: `None` (the embedded default), a dict or a YAML path; see
@@ -68,9 +81,15 @@ def train(config=None, output_dir=None, overrides=(), backbone=None, progress=Tr
         backbone: `keras.Model`. Use this backbone instead of `config["backbone"]`
             (built in the strategy's scope by the caller). Defaults to `None`.
         progress: bool. Progress bars and messages. Defaults to `True`.
+        restart: bool. Discard the backup, logs and checkpoints of an earlier run in
+            `output_dir` and train from scratch. Defaults to `False`.
 
     Returns:
         dict: the content of `results.json` (with `"output_dir"`).
+
+    Raises:
+        ConfigError: a bad setting, or a resume whose settings differ from the backup's.
+        TrainingInterrupted: on Ctrl-C (a `KeyboardInterrupt` naming the run folder).
 
     Example:
         ```python
@@ -80,24 +99,32 @@ def train(config=None, output_dir=None, overrides=(), backbone=None, progress=Tr
     """
     started = time.perf_counter()
     config = load_config(config, overrides)
-    run = prepare_run(config, output_dir)
-    training_data = load_training_data(config, run.global_batch, progress=progress)
-    steps_per_epoch = count_steps_per_epoch(config, training_data, run.global_batch)
-    model = compile_training_model(
-        config, training_data.num_classes, steps_per_epoch, run.strategy, backbone=backbone
-    )
-    backup = build_backup(config, run.output_dir, model)
-    state = backup.read_state() if backup is not None else None
-    if progress and state:
-        print(resume_message(state))
-    dataset = training_data.make_dataset(state["epoch"] if state else 0)
-    callbacks = build_callbacks(
-        config, run.output_dir, model, training_data.verification, backup, run.chief
-    )
-    if progress:
-        print(start_message(model, training_data, config, steps_per_epoch, run))
-    fit_started = time.perf_counter()
-    fit(model, dataset, config, steps_per_epoch, callbacks, progress=progress)
+    run = prepare_run(config, output_dir, create_folder=False)
+    try:
+        training_data = load_training_data(config, run.global_batch, progress=progress)
+        steps_per_epoch = count_steps_per_epoch(config, training_data, run.global_batch)
+        model = compile_training_model(
+            config, training_data.num_classes, steps_per_epoch, run.strategy, backbone=backbone
+        )
+        # The folder and its config.yaml appear once the data has loaded and the model
+        # is built: an error in either leaves no folder behind.
+        start_run_folder(run, config, restart=restart)
+        backup = build_backup(config, run.output_dir, model)
+        state = backup.read_state() if backup is not None else None
+        if progress and state:
+            print(resume_message(state))
+        dataset = training_data.make_dataset(state["epoch"] if state else 0)
+        callbacks = build_callbacks(
+            config, run.output_dir, model, training_data.verification, backup, run.chief
+        )
+        if progress:
+            print(start_message(model, training_data, config, steps_per_epoch, run))
+        fit_started = time.perf_counter()
+        fit(model, dataset, config, steps_per_epoch, callbacks, progress=progress)
+    except KeyboardInterrupt as interrupt:
+        raise TrainingInterrupted(
+            run.output_dir, os.path.isdir(os.path.join(run.output_dir, BACKUP_FOLDER))
+        ) from interrupt
     fit_seconds = time.perf_counter() - fit_started
     results = collect_results(
         config, run, training_data, model, steps_per_epoch, fit_seconds, state, progress
@@ -108,6 +135,31 @@ def train(config=None, output_dir=None, overrides=(), backbone=None, progress=Tr
     if progress:
         print(summary_line(results, training_data.description))
     return results
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C during `train`, with the run folder to resume from.
+
+    A `KeyboardInterrupt` (it stops the program the same way) that carries where the
+    run was writing, so that `keras-face train` can print how to resume.
+
+    Args:
+        output_dir: str. The run folder.
+        has_backup: bool. Whether the folder holds a backup to resume from.
+
+    Example:
+        ```python
+        try:
+            keras_face.training.train(overrides=["training.epochs=20"])
+        except keras_face.training.TrainingInterrupted as interrupted:
+            print("resume with output_dir =", interrupted.output_dir)
+        ```
+    """
+
+    def __init__(self, output_dir, has_backup):
+        super().__init__(output_dir)
+        self.output_dir = output_dir
+        self.has_backup = has_backup
 
 
 @dataclasses.dataclass(frozen=True)
@@ -149,12 +201,15 @@ def default_output_dir(config, root="runs"):
     return os.path.join(root, f"{config['name']}-{stamp}")
 
 
-def prepare_run(config, output_dir=None):
+def prepare_run(config, output_dir=None, create_folder=True):
     """Set up a run: CPU replicas, strategy, batch check, run folder, `config.yaml`, seed.
 
     Args:
         config: dict. A validated configuration (`load_config`).
         output_dir: str. The run folder. Defaults to `runs/<name>-<time>`.
+        create_folder: bool. Create the folder and write `config.yaml` now
+            (`start_run_folder`); `train` passes `False` and does it once the data has
+            loaded. Defaults to `True`.
 
     Returns:
         A `RunSetup`.
@@ -177,11 +232,131 @@ def prepare_run(config, output_dir=None):
         check_global_batch_size(global_batch, strategy)
     chief = is_chief(strategy)
     output_dir = os.fspath(output_dir or default_output_dir(config))
-    os.makedirs(output_dir, exist_ok=True)
-    if chief:
-        dump_config(config, os.path.join(output_dir, "config.yaml"))
+    run = RunSetup(strategy, global_batch, chief, output_dir)
+    if create_folder:
+        start_run_folder(run, config)
     keras.utils.set_random_seed(config["seed"])
-    return RunSetup(strategy, global_batch, chief, output_dir)
+    return run
+
+
+def start_run_folder(run, config, restart=False):
+    """Create the run folder and write `config.yaml`, after checking a resume.
+
+    When the folder holds a backup of an earlier run, the settings that the backup and
+    the logs depend on must be unchanged (`check_resume`); `restart=True` deletes the
+    earlier run's backup, logs and checkpoints instead, and the run starts over. Without
+    a backup the run starts over too: the best score of an earlier run
+    (`models/best.json`) is dropped, so its first evaluated epoch saves `best.keras`.
+
+    Args:
+        run: `RunSetup` (`output_dir`, `chief`).
+        config: dict. A validated configuration.
+        restart: bool. Start over in a folder that holds an earlier run.
+            Defaults to `False`.
+
+    Raises:
+        ConfigError: a resume with changed settings (`check_resume`).
+
+    Example:
+        ```python
+        run = keras_face.training.prepare_run(config, "runs/a", create_folder=False)
+        keras_face.training.start_run_folder(run, config)
+        ```
+    """
+    output_dir = run.output_dir
+    if restart:
+        for folder in (BACKUP_FOLDER, "logs", "models"):
+            shutil.rmtree(os.path.join(output_dir, folder), ignore_errors=True)
+    else:
+        check_resume(config, output_dir)
+    if read_backup_state(os.path.join(output_dir, BACKUP_FOLDER)) is None:
+        # A fresh start: the best score of an earlier run in this folder does not apply.
+        best_score = os.path.join(output_dir, "models", BEST_SCORE_FILE)
+        if os.path.exists(best_score):
+            os.remove(best_score)
+    os.makedirs(output_dir, exist_ok=True)
+    if run.chief:
+        dump_config(config, os.path.join(output_dir, CONFIG_FILE))
+
+
+# The settings a backup and the run's logs depend on: the step count (batch, epochs,
+# steps per epoch, replicas), the weights' shapes and dtypes (backbone, head, data,
+# precision), the data order (seed) and the log's columns (per-epoch evaluation). The
+# others (learning rate, schedule, optimizer, ...) may change on a resume, e.g. after a
+# diverged run.
+RESUME_KEYS = (
+    "seed",
+    "data",
+    "backbone",
+    "head",
+    "training.method",
+    "training.batch_size",
+    "training.epochs",
+    "training.steps_per_epoch",
+    "training.strategy",
+    "training.cpu_replicas",
+    "training.mixed_precision",
+    "evaluation.every_n_epochs",
+)
+
+
+def check_resume(config, output_dir):
+    """Raise when `output_dir` holds a backup taken with other `RESUME_KEYS` settings.
+
+    A resume continues the backup's optimizer step, epoch and CSV log; with another batch
+    size, epoch count or per-epoch evaluation it would train a different number of steps
+    or misalign the log's columns without saying so.
+
+    Args:
+        config: dict. The configuration of the run about to start.
+        output_dir: str. Its run folder.
+
+    Raises:
+        ConfigError: naming every changed key with its old and new value.
+
+    Example:
+        ```python
+        keras_face.training.check_resume(config, "runs/a")  # None: nothing to resume
+        ```
+    """
+    config_path = os.path.join(output_dir, CONFIG_FILE)
+    if read_backup_state(os.path.join(output_dir, BACKUP_FOLDER)) is None:
+        return
+    if not os.path.exists(config_path):
+        return
+    with open(config_path) as file:
+        previous = _flatten(yaml.safe_load(file) or {})
+    current = _flatten(yaml.safe_load(yaml.safe_dump(config)))
+    changed = [
+        key
+        for key in sorted(set(previous) | set(current))
+        if _is_resume_key(key) and previous.get(key) != current.get(key)
+    ]
+    if not changed:
+        return
+    details = ", ".join(f"{key}: {previous.get(key)!r} -> {current.get(key)!r}" for key in changed)
+    received = ", ".join(f"{key}={current.get(key)!r}" for key in changed)
+    raise ConfigError(
+        f"{output_dir} holds a backup of a run with other settings ({details}); resuming "
+        "would not continue it. Use the settings of its config.yaml to resume, another "
+        "output folder, or start this one over (keras-face train --restart, "
+        f"train(restart=True)). Received: {received}"
+    )
+
+
+def _is_resume_key(key):
+    return any(key == prefix or key.startswith(prefix + ".") for prefix in RESUME_KEYS)
+
+
+def _flatten(config, prefix=""):
+    flat = {}
+    for key, value in config.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(_flatten(value, dotted + "."))
+        else:
+            flat[dotted] = value
+    return flat
 
 
 @contextlib.contextmanager
@@ -229,7 +404,9 @@ def build_head(config, num_classes):
         num_classes: int. Number of training identities.
 
     Returns:
-        A `keras_face.heads` head or a `keras_face.training.SoftmaxHead`.
+        A `keras_face.heads` head or a `keras_face.training.SoftmaxHead`; wrapped in
+        `keras_face.heads.PartialFC` when `head.partial_fc` is given (e.g.
+        `--set head.partial_fc.sample_rate=0.1`).
 
     Example:
         ```python
@@ -237,8 +414,13 @@ def build_head(config, num_classes):
         ```
     """
     settings = dict(config["head"])
+    sampling = settings.pop("partial_fc", None)
     with _as_config_error():
-        return head_factory(settings.pop("name"))(num_classes, **settings)
+        head = head_factory(settings.pop("name"))(num_classes, **settings)
+        if sampling is not None:
+            # Class-centre sampling around the head (`head.partial_fc.sample_rate`).
+            head = PartialFC(head, **sampling)
+        return head
 
 
 def compile_training_model(config, num_classes, steps_per_epoch, strategy, backbone=None):
@@ -276,7 +458,47 @@ def compile_training_model(config, num_classes, steps_per_epoch, strategy, backb
             )
             optimizer = build_optimizer(learning_rate=schedule, **optimizer_settings)
         model.compile(optimizer=optimizer, jit_compile=training["jit_compile"])
+    check_batch_norm_batch(model.embedding_model, training["batch_size"], strategy)
     return model
+
+
+def check_batch_norm_batch(embedding_model, global_batch, strategy):
+    """Raise when batch normalisation would train on fewer than 2 examples per replica.
+
+    Batch statistics of one example are its own values: the normalised activations are
+    zero, the moving variance collapses, and the model's embeddings explode (norms near
+    1e11 after a few epochs) while the run seems to succeed. A per-replica batch of 2
+    already gives usable statistics; the references train with 64 to 128 per GPU.
+
+    Args:
+        embedding_model: `keras.Model`. The backbone (its `BatchNormalization` layers,
+            nested models included, are looked for).
+        global_batch: int. Examples per optimizer step over all replicas.
+        strategy: the `tf.distribute.Strategy` (its `num_replicas_in_sync`).
+
+    Raises:
+        ConfigError: per-replica batch below 2 with a trainable batch normalisation.
+
+    Example:
+        ```python
+        keras_face.training.check_batch_norm_batch(backbone, 64, strategy)
+        ```
+    """
+    per_replica = int(global_batch) // int(strategy.num_replicas_in_sync)
+    if per_replica >= 2 or not _has_batch_norm(embedding_model):
+        return
+    raise ConfigError(
+        f"{embedding_model.name} has batch normalisation, which needs at least 2 examples "
+        f"per replica to compute batch statistics; the batch of {global_batch} over "
+        f"{strategy.num_replicas_in_sync} replica(s) gives {per_replica}. Raise "
+        f"training.batch_size. Received: training.batch_size={global_batch}"
+    )
+
+
+def _has_batch_norm(layer):
+    if isinstance(layer, keras.layers.BatchNormalization) and layer.trainable:
+        return True
+    return any(_has_batch_norm(child) for child in getattr(layer, "layers", ()))
 
 
 def build_backup(config, output_dir, model):
@@ -300,7 +522,7 @@ def build_backup(config, output_dir, model):
     if not every:
         return None
     backup = BackupAndRestore(
-        os.path.join(output_dir, "backup"), save_freq=every, delete_on_finish=False
+        os.path.join(output_dir, BACKUP_FOLDER), save_freq=every, delete_on_finish=False
     )
     backup.set_model(model)
     return backup
@@ -339,6 +561,9 @@ def build_callbacks(config, output_dir, model, verification, backup=None, chief=
     callbacks = [LearningRateLogger()]
     monitor = None
     if verification and evaluation["every_n_epochs"] > 0:
+        # Keras appends its progress bar after the user's callbacks, so the verification
+        # line would print before the bar's line ends; an explicit bar here ends it first.
+        callbacks.append(keras.callbacks.ProgbarLogger())
         callbacks.append(
             VerificationCallback(
                 verification,
@@ -372,7 +597,7 @@ def _log_callbacks(output_dir, backup):
     logs = os.path.join(output_dir, "logs")
     os.makedirs(logs, exist_ok=True)
     resumed = backup is not None and backup.read_state() is not None
-    callbacks = [keras.callbacks.CSVLogger(os.path.join(logs, "training_log.csv"), append=resumed)]
+    callbacks = [_TrainingLog(os.path.join(logs, "training_log.csv"), append=resumed)]
     if importlib.util.find_spec("tensorboard") is not None:
         callbacks.append(
             keras.callbacks.TensorBoard(os.path.join(logs, "tensorboard"), write_graph=False)
@@ -380,6 +605,19 @@ def _log_callbacks(output_dir, backup):
     else:
         print("TensorBoard logs skipped: pip install tensorboard to write them.")
     return callbacks
+
+
+class _TrainingLog(keras.callbacks.CSVLogger):
+    """`CSVLogger` with the columns of the epoch's logs only.
+
+    Keras' logger adds a `val_<key>` column for every key when the logs have none (for a
+    validation set that `train` never passes), columns that would always read `NA`.
+    """
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.keys is None and logs:
+            self.keys = sorted(logs)
+        super().on_epoch_end(epoch, logs)
 
 
 def start_message(model, training_data, config, steps_per_epoch, run):

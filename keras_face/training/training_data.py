@@ -4,6 +4,7 @@ import os
 
 from keras_face import data as face_data
 from keras_face.errors import ConfigError
+from keras_face.errors import DataError
 from keras_face.training.datasets import as_training_pairs
 from keras_face.training.datasets import make_training_dataset
 from keras_face.training.training_methods import training_method
@@ -48,7 +49,8 @@ def load_training_data(config, global_batch, progress=True):
     """The training data and verification sets of a configuration.
 
     Synthetic data renders the training and held-out identities and draws the held-out
-    pairs; `.rec` and folder data are read with the reader of `data.source`. The `.bin`
+    pairs; `.rec` and folder data are read with the reader of `data.source`, images of
+    another size resized to `data.image_size`. The `.bin`
     files of `data.verification` are added to the verification sets. A
     `training.method` that reads more than `(image, label)` batches adapts the result
     (`TrainingMethod.adapt_data`).
@@ -63,6 +65,7 @@ def load_training_data(config, global_batch, progress=True):
 
     Raises:
         FileNotFoundError: a data or verification file is missing.
+        DataError: the training data has fewer than 2 identities.
         ConfigError: `data.num_classes` does not match the data.
 
     Example:
@@ -82,7 +85,16 @@ def load_training_data(config, global_batch, progress=True):
                 f"Verification file not found. Received: data.verification={path!r}"
             )
         name = os.path.splitext(os.path.basename(path))[0]
-        training_data.verification[name] = face_data.read_bin(path, progress=progress)
+        training_data.verification[name] = face_data.read_bin(
+            path, progress=progress, jpeg_dct_method=data["jpeg_dct_method"]
+        )
+    if training_data.num_classes < 2:
+        raise DataError(
+            f"The training data has {training_data.num_classes} identity; a face-recognition "
+            "model is trained as a classifier over at least 2 identities (with one, the "
+            "loss is 0 from the first step and nothing is learned). Received: "
+            f"data.path={data['path'] or 'the synthetic set'!r}"
+        )
     expected = data["num_classes"]
     if expected is not None and expected != training_data.num_classes:
         raise ConfigError(
@@ -168,6 +180,10 @@ def _file_data(config, global_batch):
         repeat=True,
         flip=data["random_flip"],
         drop_remainder=True,
+        # Images of another size are resized to the backbone's input (not a batching
+        # error naming no file).
+        image_size=data["image_size"],
+        jpeg_dct_method=data["jpeg_dct_method"],
     )
     num_classes = int(faces.num_classes)
     num_images = int(faces.num_images)

@@ -100,6 +100,38 @@ TRAINING_METHODS = {
             model="keras_face.training.training_methods:build_classifier",
             doc="Backbone + margin head trained with softmax cross-entropy.",
         ),
+        TrainingMethod(
+            "distillation",
+            model="keras_face.distillation.distillation_method:build_distillation_model",
+            data="keras_face.distillation.distillation_method:adapt_distillation_data",
+            doc="A student trained with its margin head and a teacher's embeddings "
+            "(distillation.*).",
+        ),
+        TrainingMethod(
+            "f2c",
+            model="keras_face.class_pools.pool_training:build_pool_model",
+            data="keras_face.class_pools.pool_training:adapt_pool_data",
+            doc="F2C: probe net against a dynamic class pool of gallery features, no "
+            "classifier kernel (pool.*).",
+        ),
+        TrainingMethod(
+            "dcq",
+            model="keras_face.class_pools.pool_training:build_pool_model",
+            data="keras_face.class_pools.pool_training:adapt_pool_data",
+            doc="DCQ: CosFace over a dynamic class queue of gallery features (pool.*).",
+        ),
+        TrainingMethod(
+            "age_invariant",
+            model="keras_face.age_invariant.age_invariant_method:build_age_invariant_model",
+            data="keras_face.age_invariant.age_invariant_method:adapt_age_data",
+            doc="MTLFace: attention decomposition + age loss + cross-age adversary (age.*).",
+        ),
+        TrainingMethod(
+            "occlusion_adversarial",
+            model="keras_face.occlusion.occlusion_method:build_occlusion_model",
+            data="keras_face.occlusion.occlusion_method:adapt_occlusion_data",
+            doc="Clean loss + loss under the mask an adversary picks (occlusion.*).",
+        ),
     )
 }
 

@@ -13,6 +13,7 @@ from keras_face.evaluation import ACCURACY_THRESHOLDS
 from keras_face.evaluation import kfold_splits
 from keras_face.evaluation import verify
 from keras_face.evaluation.verification import _interp1d_slinear
+from keras_face.evaluation.verification_summary import VerificationSummary
 
 KFold = pytest.importorskip("sklearn.model_selection").KFold
 interpolate = pytest.importorskip("scipy.interpolate")
@@ -248,3 +249,28 @@ def test_non_finite_embeddings_do_not_raise():
     assert np.isnan(result["auc"]) and all(np.isnan(v) for v in result["tar_at_far"].values())
     # The NaN pair is never accepted (np.less semantics), the others still count.
     assert 0.5 < result["accuracy"] <= 1.0
+
+
+def test_val_is_nan_with_its_achieved_far_when_all_distances_tie():
+    # A collapsed model: every embedding the same, every distance 0. insightface
+    # interpolates a threshold of 1e-6, which accepts every pair: VAL 1.0 at FAR 1.0.
+    embeddings = unit_pairs_with_distances([0.0] * 40)
+    issame = np.array([True, False] * 20)
+    result = verify(embeddings, issame, n_folds=4)
+    assert np.isnan(result["val_at_far_1e-3"])
+    assert result["far"] == 1.0  # the achieved FAR, reported beside it
+    assert result["accuracy"] == 0.5
+    summary = VerificationSummary.from_result("tied", result, 40, n_folds=4)
+    assert summary.as_dict()["val_at_far_1e-3"] is None
+    assert summary.as_dict()["val_achieved_far"] == 1.0
+    assert summary.table_row()[4:6] == ["nan", "1.0e+00"]
+
+
+def test_val_kept_when_the_jump_over_the_target_accepts_no_other_genuine_pair():
+    # Genuine pairs far below the impostors, impostors tied: the interpolated threshold
+    # overshoots the target FAR but accepts the same genuine pairs as one meeting it.
+    embeddings = unit_pairs_with_distances([0.1, 3.0] * 20)
+    issame = np.array([True, False] * 20)
+    result = verify(embeddings, issame, n_folds=4)
+    assert result["val_at_far_1e-3"] == 1.0  # insightface's number, kept
+    assert result["far"] == 1.0  # and the FAR it was measured at, shown beside it

@@ -221,11 +221,12 @@ def test_verification_summary_numbers():
         "accuracy_std": 0.0123,
         "threshold": 1.2345,
         "val_at_far_1e-3": 0.5,
+        "val_achieved_far": None,
         "auc": None,
         "tar_at_far": {"0.01": 0.75, "0.001": None},
         "pairs": 6000,
     }
-    assert summary.table_row() == ["lfw", "6000", "93.45 +- 1.23", "1.234", "50.00", "nan"]
+    assert summary.table_row() == ["lfw", "6000", "93.45 +- 1.23", "1.234", "50.00", "nan", "nan"]
 
 
 def test_a_bad_head_value_is_a_config_error(tmp_path):
