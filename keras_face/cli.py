@@ -228,10 +228,18 @@ def run_train(args):
             )
     if args.config:
         _require_file(args.config, "config file")
+    overrides = list(args.overrides) + list(args.assignments)
+    config = keras_face.training.load_config(args.config, overrides)
+    if config["training"]["method"] == "distillation" and config["distillation"]["generations"] > 1:
+        # Recursive distillation: one run folder per generation.
+        keras_face.distillation.train_generations(
+            args.config, output_dir=args.output, overrides=overrides, progress=not args.quiet
+        )
+        return
     keras_face.training.train(
         args.config,
         output_dir=args.output,
-        overrides=list(args.overrides) + list(args.assignments),
+        overrides=overrides,
         progress=not args.quiet,
         restart=args.restart,
     )

@@ -4,6 +4,7 @@ import sys
 import numpy as np
 import pytest
 
+import keras_face.distillation
 from keras_face import cli
 from keras_face import data as keras_face_data
 from keras_face import training
@@ -479,3 +480,19 @@ def test_a_saved_model_loads_in_a_fresh_process_with_load_model(tmp_path):
     )
     assert completed.returncode == 0, completed.stderr[-2000:]
     assert completed.stdout.split()[-2:] == ["Functional", "16"]
+
+
+def test_train_with_generations_runs_the_recursive_distillation(monkeypatch, tmp_path):
+    calls = []
+    monkeypatch.setattr(
+        keras_face.distillation,
+        "train_generations",
+        lambda config, output_dir, overrides, progress: calls.append(("generations", overrides)),
+    )
+    monkeypatch.setattr(training, "train", lambda *args, **kwargs: calls.append(("train", None)))
+    overrides = ["training.method=distillation", "distillation.generations=2"]
+    assert cli.main(["train", "--output", str(tmp_path / "run"), *overrides]) in (0, None)
+    assert calls == [("generations", overrides)]
+    calls.clear()
+    assert cli.main(["train", "--output", str(tmp_path / "run"), "training.epochs=1"]) in (0, None)
+    assert calls == [("train", None)]

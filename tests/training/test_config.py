@@ -48,7 +48,9 @@ def test_typo_names_the_key_and_the_valid_ones():
     assert "Did you mean 'epochs'?" in message
     assert "batch_size" in message and "jit_compile" in message
     assert message.endswith("Received: training.epoch")
-    with pytest.raises(training.ConfigError, match="Valid keys of the top level: backbone, data"):
+    with pytest.raises(
+        training.ConfigError, match="Valid keys of the top level: age, backbone, data"
+    ):
         training.load_config({"optimiser": {"name": "sgd"}})
 
 
@@ -177,20 +179,20 @@ def test_option_messages_come_from_type_and_bounds():
 
 def test_a_new_option_is_one_schema_entry(monkeypatch):
     option = training.ConfigOption(
-        "distillation.temperature",
+        "calibration.temperature",
         4.0,
-        "Softmax temperature of the teacher.",
+        "Softmax temperature of the calibration.",
         type="number",
         above=0,
     )
     monkeypatch.setattr(config_schema, "CONFIG_SCHEMA", config_schema.CONFIG_SCHEMA + (option,))
     default = config_schema.build_default_config()
-    assert default["distillation"] == {"temperature": 4.0}
-    assert "distillation:\n  temperature: 4.0  # Softmax temperature of the teacher.\n" in (
+    assert default["calibration"] == {"temperature": 4.0}
+    assert "calibration:\n  temperature: 4.0  # Softmax temperature of the calibration.\n" in (
         config_schema.default_config_yaml()
     )
     assert (
-        "| `distillation.temperature` | `4.0` | a positive number |"
+        "| `calibration.temperature` | `4.0` | a positive number |"
         in config_schema.config_options_markdown()
     )
 
