@@ -16,6 +16,7 @@ from keras_face.heads.ada_face import AdaFace
 # Stateless heads.
 from keras_face.heads.arc_face import ArcFace
 from keras_face.heads.base import MarginHead
+from keras_face.heads.class_sharded_classifier import ClassShardedClassifier
 from keras_face.heads.combined_margin import CombinedMargin
 from keras_face.heads.cos_face import CosFace
 from keras_face.heads.cos_face import am_softmax
@@ -23,8 +24,10 @@ from keras_face.heads.cosine_classifier import CosineClassifier
 from keras_face.heads.curricular_face import CurricularFace
 from keras_face.heads.elastic_face import ElasticArcFace
 from keras_face.heads.elastic_face import ElasticCosFace
+from keras_face.heads.label_range_check import LabelRangeCheck
 from keras_face.heads.mag_face import MagFace
 from keras_face.heads.norm_face import NormFace
+from keras_face.heads.partial_fc import PartialFC
 from keras_face.heads.sphere_face import SphereFace
 from keras_face.heads.sub_center_arc_face import SubCenterArcFace
 from keras_face.heads.sub_center_arc_face import SubCenterOutliers
@@ -90,6 +93,11 @@ __all__ = [
     "CurricularFace",
     "MagFace",
     "AdaFace",
+    "LabelRangeCheck",
+    # Class-centre sampling around any head.
+    "PartialFC",
+    # Classes split over devices (keras.distribution, JAX).
+    "ClassShardedClassifier",
     "get",
     "names",
 ]

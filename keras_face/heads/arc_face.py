@@ -7,6 +7,7 @@ from keras_face.heads.base import GRADIENT_MODES
 from keras_face.heads.base import MarginHead
 from keras_face.heads.base import additive_angular_margin
 from keras_face.heads.base import straight_through
+from keras_face.heads.base import validate_angular_margin
 from keras_face.heads.base import validate_choice
 from keras_face.heads.base import validate_positive
 
@@ -37,7 +38,7 @@ class ArcFace(MarginHead):
     Args:
         num_classes: int. Number of identities.
         scale: float. The scale `s`. Defaults to `64.0`.
-        margin: float. Additive angular margin `m` in radians. Defaults to `0.5`.
+        margin: float. Additive angular margin `m` in radians, in `[0, pi)`. Defaults to `0.5`.
         fallback: str. Target beyond `pi - m`, see the table. Defaults to `"cosface"`.
         gradient: str. `"exact"` or `"detached"`. Defaults to `"exact"`.
         kernel_initializer: initializer of the class centres. Defaults to
@@ -77,7 +78,7 @@ class ArcFace(MarginHead):
             num_classes, kernel_initializer, kernel_regularizer, sub_centers=sub_centers, **kwargs
         )
         self.scale = validate_positive("scale", scale)
-        self.margin = validate_positive("margin", margin, allow_zero=True)
+        self.margin = validate_angular_margin("margin", margin)
         self.fallback = validate_choice("fallback", fallback, ARC_FALLBACKS)
         self.gradient = validate_choice("gradient", gradient, GRADIENT_MODES)
 

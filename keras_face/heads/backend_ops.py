@@ -6,9 +6,11 @@ Everything else in the heads uses `keras.ops`. Two things cannot be expressed th
   (CurricularFace `t`, AdaFace mean/std) are taken over the whole global batch, so that two
   replicas with a global batch B reach exactly the state of one replica with batch B.
   On the JAX and PyTorch backends (no replica context) it is the identity.
-- `check_label_range`: a label outside `[0, num_classes)` must raise an error naming the bad
-  value, also inside a compiled graph (TensorFlow `tf.function`, JAX `jit`), where Python
-  cannot look at the values.
+- `check_labels` (and `check_label_range`): a label outside `[0, num_classes)`, or labels
+  of another length than the embeddings, must raise an error naming the bad values, also
+  inside a compiled graph (TensorFlow `tf.function`, JAX `jit`), where Python cannot look
+  at the values. Under TensorFlow's XLA (`jit_compile=True`), which drops every `Assert`,
+  they are counted on the device instead (`InvalidLabelRecord`, `in_xla_compilation`).
 
 And performance workarounds of the `(B, C)` work, identical in value on every backend:
 `column_sums` and `scale_columns` avoid JAX XLA:CPU's slow leading-axis reductions;
@@ -17,6 +19,8 @@ And performance workarounds of the `(B, C)` work, identical in value on every ba
 (AdaFace) and `reweight_hard_negatives` (CurricularFace) give TensorFlow gradients with
 fewer `(B, C)` passes than its own.
 """
+
+import typing
 
 import keras
 import numpy as np
@@ -247,3 +251,216 @@ def check_label_range(labels, num_classes, layer_name):
     # PyTorch (eager) and NumPy: look at the values directly.
     _raise_if_out_of_range(ops.convert_to_numpy(labels), num_classes, layer_name)
     return labels
+
+
+def in_xla_compilation():
+    """Whether TensorFlow is tracing a function that XLA compiles (`jit_compile=True`).
+
+    XLA drops every `tf.debugging.Assert` of such a function (and `check_numerics`): a
+    check that must hold there cannot raise inside it. `model.fit` compiles its step with
+    XLA when `jit_compile=True`, and by default (`"auto"`) on a machine with a GPU.
+    Always `False` on the other backends (JAX's host callbacks raise under `jit`) and
+    in eager TensorFlow.
+    """
+    if keras.backend.backend() != "tensorflow":
+        return False
+    import tensorflow as tf  # TensorFlow-only branch.
+
+    # No public equivalent: TensorFlow's own layers ask the same question this way.
+    from tensorflow.python.ops import control_flow_util
+
+    if tf.executing_eagerly():
+        return False
+    return control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph())
+
+
+class InvalidLabels(typing.NamedTuple):
+    """What a head counted under XLA since its last check (`MarginHead.invalid_labels`).
+
+    Attributes:
+        count: int. Labels outside `[0, num_classes)` seen by training calls.
+        example: int or `None`. One of them (the latest batch's first).
+        embeddings_batch: int or `None`. Batch size of the embeddings of the latest call
+            whose labels had another length (`None`: no such call).
+        labels_batch: int or `None`. Length of its labels.
+    """
+
+    count: int
+    example: typing.Optional[int]
+    embeddings_batch: typing.Optional[int]
+    labels_batch: typing.Optional[int]
+
+
+class InvalidLabelRecord:
+    """TensorFlow-only: a device counter of the labels XLA's dropped checks let through.
+
+    Holds one int64 variable `[count, example, embeddings batch, labels batch]` that the
+    XLA branch of `check_labels` updates in the compiled step; `read()` and `reset()`
+    run outside it. It is deliberately not a Keras weight (the holder is a plain object,
+    which neither Keras nor `tf.train.Checkpoint` tracks): it is a diagnostic, not part
+    of the model, and `.keras` files and checkpoints stay as they were. Under a
+    `tf.distribute` strategy the count is summed over the replicas (the example and the
+    batch sizes are the first replica's).
+    """
+
+    def __init__(self):
+        import tensorflow as tf  # TensorFlow-only class.
+
+        with tf.init_scope():
+            self.variable = tf.Variable(
+                tf.zeros((4,), "int64"),
+                trainable=False,
+                name="invalid_labels",
+                aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA,
+            )
+        # Set when an XLA step that updates the record is traced: until then there is
+        # nothing to read (no device-to-host copy).
+        self.traced = False
+
+    def read(self):
+        """The record as `InvalidLabels` (counts since the last `reset`)."""
+        if not self.traced:
+            return InvalidLabels(0, None, None, None)
+        count, example, embeddings_batch, labels_batch = (
+            int(v) for v in np.asarray(self.variable.numpy())
+        )
+        mismatch = embeddings_batch != labels_batch
+        return InvalidLabels(
+            count=count,
+            example=example if count else None,
+            embeddings_batch=embeddings_batch if mismatch else None,
+            labels_batch=labels_batch if mismatch else None,
+        )
+
+    def reset(self):
+        """Forget what was counted."""
+        self.variable.assign(np.zeros((4,), np.int64))
+
+    def update(self, labels, batch_size, num_classes):
+        """Count (in the compiled step) what the checks would have rejected; see `check_labels`."""
+        import tensorflow as tf  # TensorFlow-only class.
+
+        self.traced = True
+        label_count = tf.shape(labels, out_type="int64")[0]
+        batch_size = tf.cast(batch_size, "int64")
+        labels = tf.cast(labels, "int64")
+        bad = tf.logical_or(labels < 0, labels >= num_classes)
+        count = cross_replica_sum(tf.reduce_sum(tf.cast(bad, "int64")))
+        local_count = tf.reduce_sum(tf.cast(bad, "int32"))
+        first_bad = tf.gather(labels, tf.argmax(tf.cast(bad, "int32"), output_type="int32"))
+        old = self.variable.read_value()
+        example = tf.where(local_count > 0, first_bad, old[1])
+        mismatch = tf.not_equal(label_count, batch_size)
+        self.variable.assign(
+            tf.stack(
+                [
+                    old[0] + count,
+                    example,
+                    tf.where(mismatch, batch_size, old[2]),
+                    tf.where(mismatch, label_count, old[3]),
+                ]
+            )
+        )
+
+
+def _batch_error_message(layer_name, embeddings_batch, labels_batch):
+    return (
+        f"{layer_name}: embeddings and labels must have the same batch size. "
+        f"Received: embeddings batch={embeddings_batch}, labels batch={labels_batch}"
+    )
+
+
+def check_labels(labels, batch_size, num_classes, layer_name, record=None):
+    """Check labels against the batch and the classes in every execution mode.
+
+    | mode | a label outside `[0, num_classes)`, or a length other than `batch_size` |
+    |---|---|
+    | eager (every backend), JAX `jit` | `ValueError` naming the bad values |
+    | TensorFlow graph (`tf.function`, `fit`) | `InvalidArgumentError` (an `Assert`) |
+    | TensorFlow XLA (`jit_compile=True`) | counted in `record`; labels padded / cut |
+
+    Args:
+        labels: int32 tensor of shape `(labels_batch,)`.
+        batch_size: int or scalar tensor. Batch size of the embeddings.
+        num_classes: int. Number of classes of the head.
+        layer_name: str. Used in the messages.
+        record: optional `InvalidLabelRecord` (TensorFlow) updated under XLA. Defaults
+            to `None` (nothing counted).
+
+    Returns:
+        `labels`: in TensorFlow graphs with a control dependency on the checks; under XLA
+        with exactly `batch_size` entries (missing ones `-1`), out-of-range ones kept (the
+        caller clamps its indices and stops the gradient of those rows).
+    """
+    backend = keras.backend.backend()
+    if backend != "tensorflow":
+        # Static shapes everywhere (JAX traces them, PyTorch is eager): the caller has
+        # compared the lengths; the values go through `check_label_range`.
+        return check_label_range(labels, num_classes, layer_name)
+    import tensorflow as tf  # TensorFlow-only branch.
+
+    if tf.executing_eagerly():
+        if int(labels.shape[0]) != int(batch_size):
+            raise ValueError(_batch_error_message(layer_name, int(batch_size), labels.shape[0]))
+        return check_label_range(labels, num_classes, layer_name)
+    label_count = tf.shape(labels)[0]
+    if in_xla_compilation():
+        if record is not None:
+            record.update(labels, batch_size, num_classes)
+        missing = tf.fill([tf.maximum(batch_size - label_count, 0)], tf.constant(-1, labels.dtype))
+        return tf.concat([labels, missing], axis=0)[:batch_size]
+    message = tf.strings.format(
+        _batch_error_message(layer_name, "{}", "{}"), (batch_size, label_count)
+    )
+    length_check = tf.debugging.Assert(tf.equal(label_count, batch_size), [message])
+    with tf.control_dependencies([length_check]):
+        return check_label_range(labels, num_classes, layer_name)
+
+
+def _replica_context():
+    """The TensorFlow replica context of a multi-replica step, else `None`."""
+    if keras.backend.backend() != "tensorflow":
+        return None
+    import tensorflow as tf  # TensorFlow-only branch.
+
+    if not tf.distribute.has_strategy() or tf.distribute.in_cross_replica_context():
+        return None
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        return None
+    return context
+
+
+def replica_rows(batch_size):
+    """Where this replica's rows sit in the global batch of a `tf.distribute` step.
+
+    Args:
+        batch_size: int or scalar int tensor. This replica's batch size.
+
+    Returns:
+        `(global_batch_size, offset)` as int32 scalars, the rows of replica `r` being
+        `offset ... offset + batch_size - 1` of the global batch (replicas in order, as
+        `tf.distribute` splits a batch), or `None` outside a multi-replica context (and on
+        the backends other than TensorFlow): the local batch is the global one.
+    """
+    context = _replica_context()
+    if context is None:
+        return None
+    import tensorflow as tf  # TensorFlow-only branch.
+
+    sizes = context.all_gather(tf.reshape(tf.cast(batch_size, "int32"), (1,)), axis=0)
+    replica = tf.cast(context.replica_id_in_sync_group, "int32")
+    before = tf.range(context.num_replicas_in_sync) < replica
+    return tf.reduce_sum(sizes), tf.reduce_sum(tf.where(before, sizes, 0))
+
+
+def cross_replica_concat(values):
+    """The `(B, ...)` tensors of all replicas, concatenated in replica order.
+
+    The identity outside a multi-replica `tf.distribute` context (and on the backends
+    other than TensorFlow).
+    """
+    context = _replica_context()
+    if context is None:
+        return values
+    return context.all_gather(values, axis=0)

@@ -101,6 +101,22 @@ def validate_choice(name, value, choices):
     return value
 
 
+def validate_angular_margin(name, value):
+    """Check an additive angular margin: a finite angle in `[0, pi)` radians.
+
+    At `m >= pi` the margin no longer penalises: `cos(theta + m)` rises again, and the
+    `"cosface"` fallback `c - m sin m` becomes a bonus (`sin m < 0` past `pi`); at
+    `m = 4` an ArcFace trains to loss 0.
+    """
+    value = validate_positive(name, value, allow_zero=True)
+    if value >= math.pi:
+        raise ValueError(
+            f"{name} is an additive angular margin in radians and must be in [0, pi) "
+            f"(past pi it stops penalising the target). Received: {name}={value}"
+        )
+    return value
+
+
 def validate_positive(name, value, allow_zero=False):
     value = float(value)
     if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
@@ -124,8 +140,29 @@ class MarginHead(CosineClassifier):
     `update_state`. They list their constructor hyper-parameters in `hyperparameters` so
     that `get_config` is complete.
 
+    Labels (integer, `(batch,)` or `(batch, 1)`) are checked on every training call: a
+    label outside `[0, num_classes)`, or labels of another length than the embeddings,
+    is an error naming the bad values (and `num_classes`, or both lengths) in
+
+    | mode | what happens |
+    |---|---|
+    | eager, every backend | `ValueError` |
+    | JAX `jit` (`fit` on JAX) | the `ValueError` of a host callback |
+    | TensorFlow graph (`tf.function`, `fit`), known or unknown batch | `InvalidArgumentError` |
+    | TensorFlow XLA (`jit_compile=True`; `fit`'s `"auto"` on a GPU) | counted, see below |
+
+    XLA drops every check inside a compiled step, so there the head clips such a label
+    into range (in-bounds gather and scatter), pads or cuts the labels to the batch
+    (`-1` for a missing one), keeps the logits finite, stops the gradient of those rows
+    (no weight becomes non-finite, even where TensorFlow's XLA cross-entropy makes the
+    loss NaN for that label) and counts them on the device: `invalid_labels()` reads the
+    count, `raise_for_invalid_labels()` raises the error the check could not, and the
+    callback `keras_face.heads.LabelRangeCheck` does so after every `fit` batch. The
+    state of a stateful head still sees those rows (finite values).
+
     Args:
-        num_classes: int. Number of identities.
+        num_classes: int. Number of identities, at least 2 (checked when the head is
+            built: with one class the loss is identically 0).
         kernel_initializer: initializer of the class centres, shape
             `(embedding_dim, num_classes * sub_centers)`. Defaults to
             `RandomNormal(stddev=0.01)`.
@@ -149,6 +186,8 @@ class MarginHead(CosineClassifier):
 
     # Names of the constructor arguments a subclass adds (for get_config).
     hyperparameters = ()
+    # TensorFlow: the counter of labels that XLA-compiled calls could not reject.
+    _invalid_label_record = None
     # False for a head whose target logit is its plain scaled cosine (NormFace): training
     # calls then check the labels and skip reading and writing the target column.
     has_margin = True
@@ -172,8 +211,19 @@ class MarginHead(CosineClassifier):
     # ----------------------------------------------------------------------------------
     # Building.
     def build(self, input_shape):
+        # Checked here, not in the constructor: the class-centre pools use an unbuilt
+        # head with `num_classes=1` as the carrier of a margin formula.
+        if self.num_classes < 2:
+            raise ValueError(
+                f"{self.__class__.__name__} needs at least 2 classes: with one class the "
+                "softmax cross-entropy is identically 0 and nothing trains. "
+                f"Received: num_classes={self.num_classes}"
+            )
         super().build(input_shape)
         self.build_state()
+        if keras.backend.backend() == "tensorflow":
+            # Where XLA's compiled steps count the labels they cannot reject (not a weight).
+            self._invalid_label_record = backend_ops.InvalidLabelRecord()
 
     def build_state(self):
         """Create the head's non-trainable state weights (none by default)."""
@@ -266,14 +316,19 @@ class MarginHead(CosineClassifier):
                 f"Received: embeddings batch={batch}, labels batch={label_batch}"
             )
         labels = ops.cast(labels, "int32")
-        return backend_ops.check_label_range(labels, self.num_classes, name)
+        # An unknown batch dimension (a `tf.function` or `fit` on a dataset without
+        # `drop_remainder`) is compared when the step runs.
+        batch_size = batch if batch is not None else ops.shape(embeddings)[0]
+        return backend_ops.check_labels(
+            labels, batch_size, self.num_classes, name, record=self._invalid_label_record
+        )
 
     def target_indices(self, labels):
         """`(B, 2)` indices `(i, y_i)` of the target entries; labels clipped into range.
 
         Out-of-range labels raise before this (`_validate_labels`), except under XLA,
-        which drops the check: the clip keeps the gather and scatter in bounds there, and
-        `write_target` marks those rows with NaN.
+        which drops the check: the clip keeps the gather and scatter in bounds there (and
+        `call` stops the gradient of those rows).
         """
         rows = ops.arange(ops.shape(labels)[0], dtype="int32")
         return ops.stack([rows, ops.clip(labels, 0, self.num_classes - 1)], axis=1)
@@ -292,15 +347,75 @@ class MarginHead(CosineClassifier):
     def write_target(self, logits, labels, target):
         """Put `target` (B,) in column `labels` (B,) of `logits` (B, C) by a scatter.
 
-        A row whose label is out of range (possible only under XLA, which drops the
-        range check's Assert) gets NaN, so the loss turns NaN instead of silently
-        training on a row without a target column. The scatter is O(B) work (one copy of
-        the matrix at most); a boolean mask would add several `(B, C)` passes forward and
-        backward.
+        The scatter is O(B) work (one copy of the matrix at most); a boolean mask would
+        add several `(B, C)` passes forward and backward. Labels out of range (possible
+        only under XLA) are clipped into range (`target_indices`).
+        """
+        return ops.scatter_update(logits, self.target_indices(labels), target)
+
+    def stop_invalid_rows(self, logits, labels):
+        """Stop the gradient of the rows whose label is out of range (XLA only).
+
+        Under XLA such a row has a finite stand-in (its label clipped into range), but
+        it must not train anything; the loss may still be NaN there (TensorFlow's sparse
+        cross-entropy under XLA gives NaN for a label out of range), and its NaN gradient
+        must not reach the weights. A select, not a product: `0 * NaN` would be NaN.
         """
         valid = ops.logical_and(labels >= 0, labels < self.num_classes)
-        target = ops.where(valid, target, float("nan"))
-        return ops.scatter_update(logits, self.target_indices(labels), target)
+        return ops.where(ops.expand_dims(valid, 1), logits, ops.stop_gradient(logits))
+
+    # ----------------------------------------------------------------------------------
+    # Labels under XLA.
+    def invalid_labels(self):
+        """What XLA-compiled training calls of this head let through since the last check.
+
+        Outside XLA a bad label raises in the call itself (see the class docstring); under
+        TensorFlow's XLA (`jit_compile=True`), where no check can raise inside the compiled
+        step, the head counts them on the device instead.
+
+        Returns:
+            A `keras_face.heads.backend_ops.InvalidLabels(count, example,
+            embeddings_batch, labels_batch)`; all zero / `None` when nothing was counted
+            (always on JAX and PyTorch, and before the head is built).
+        """
+        if self._invalid_label_record is None:
+            return backend_ops.InvalidLabels(0, None, None, None)
+        return self._invalid_label_record.read()
+
+    def raise_for_invalid_labels(self):
+        """Raise the error that XLA could not raise, if this head counted bad labels.
+
+        Reads `invalid_labels()` (a small device-to-host copy) and, when something was
+        counted, resets the count and raises `ValueError` naming the bad label and
+        `num_classes`, or both batch sizes. `keras_face.heads.LabelRangeCheck` calls it
+        after every batch of `fit`.
+
+        Example:
+            ```python
+            train_step(images, labels)  # a `tf.function(jit_compile=True)`
+            head.raise_for_invalid_labels()
+            ```
+        """
+        record = self.invalid_labels()
+        if record.count == 0 and record.embeddings_batch is None:
+            return
+        self._invalid_label_record.reset()
+        name = self.__class__.__name__
+        note = (
+            "(counted under XLA, where the check cannot raise inside the compiled step; "
+            "those rows had no gradient)"
+        )
+        if record.embeddings_batch is not None:
+            raise ValueError(
+                f"{name}: embeddings and labels must have the same batch size {note}. "
+                f"Received: embeddings batch={record.embeddings_batch}, "
+                f"labels batch={record.labels_batch}"
+            )
+        raise ValueError(
+            f"{name}: every label must be in [0, num_classes) with num_classes="
+            f"{self.num_classes} {note}. Received: labels containing {record.example} "
+            f"({record.count} out of range)"
+        )
 
     # ----------------------------------------------------------------------------------
     def call(self, inputs, training=None):
@@ -317,15 +432,19 @@ class MarginHead(CosineClassifier):
             return self.logit_scale(norms) * cosine
         labels = self._validate_labels(labels, embeddings)
         if not self.has_margin:
-            return self.logit_scale(norms) * cosine
-        target_cosine = self.gather_target(cosine, labels)
-        # "Update, then use": the references update their state before using it.
-        self.update_state(cosine, target_cosine, norms)
-        logits = self.nontarget_logits(cosine, target_cosine, norms)
-        target = self.target_logits(target_cosine, norms)
-        # XLA (TensorFlow's `jit_compile=True`, the default on GPUs) drops the range
-        # check's Assert: `write_target` then gives NaN logits (and loss) on bad rows.
-        return self.write_target(logits, labels, ops.cast(target, "float32"))
+            logits = self.logit_scale(norms) * cosine
+        else:
+            target_cosine = self.gather_target(cosine, labels)
+            # "Update, then use": the references update their state before using it.
+            self.update_state(cosine, target_cosine, norms)
+            logits = self.nontarget_logits(cosine, target_cosine, norms)
+            target = self.target_logits(target_cosine, norms)
+            logits = self.write_target(logits, labels, ops.cast(target, "float32"))
+        if backend_ops.in_xla_compilation():
+            # XLA (TensorFlow's `jit_compile=True`, the default of `fit` on GPUs) drops
+            # the label checks' Asserts: bad labels were counted, their rows train nothing.
+            logits = self.stop_invalid_rows(logits, labels)
+        return logits
 
     def get_config(self):
         config = super().get_config()

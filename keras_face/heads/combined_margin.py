@@ -10,6 +10,7 @@ from keras_face.heads.base import GRADIENT_MODES
 from keras_face.heads.base import MarginHead
 from keras_face.heads.base import safe_arccos
 from keras_face.heads.base import straight_through
+from keras_face.heads.base import validate_angular_margin
 from keras_face.heads.base import validate_choice
 from keras_face.heads.base import validate_positive
 
@@ -45,7 +46,7 @@ class CombinedMargin(MarginHead):
         num_classes: int. Number of identities.
         scale: float. The scale `s`. Defaults to `64.0`.
         m1: float. Multiplicative angular margin. Defaults to `1.0`.
-        m2: float. Additive angular margin in radians. Defaults to `0.3`.
+        m2: float. Additive angular margin in radians, in `[0, pi)`. Defaults to `0.3`.
         m3: float. Additive cosine margin. Defaults to `0.2` (insightface MXNet
             `sample_config.py`, `combined`; the paper's CM1).
         fallback: str. Target where `m1 * theta + m2 > pi`, see the table. Defaults to
@@ -93,7 +94,7 @@ class CombinedMargin(MarginHead):
         )
         self.scale = validate_positive("scale", scale)
         self.m1 = validate_positive("m1", m1)
-        self.m2 = validate_positive("m2", m2, allow_zero=True)
+        self.m2 = validate_angular_margin("m2", m2)
         self.m3 = validate_positive("m3", m3, allow_zero=True)
         self.fallback = validate_choice("fallback", fallback, COMBINED_FALLBACKS)
         self.gradient = validate_choice("gradient", gradient, GRADIENT_MODES)

@@ -9,6 +9,7 @@ from keras_face.heads import backend_ops
 from keras_face.heads.base import MarginHead
 from keras_face.heads.base import additive_angular_margin
 from keras_face.heads.base import safe_sine
+from keras_face.heads.base import validate_angular_margin
 from keras_face.heads.base import validate_positive
 
 
@@ -41,7 +42,7 @@ class CurricularFace(MarginHead):
     Args:
         num_classes: int. Number of identities.
         scale: float. The scale `s`. Defaults to `64.0`.
-        margin: float. Additive angular margin `m` in radians. Defaults to `0.5`.
+        margin: float. Additive angular margin `m` in radians, in `[0, pi)`. Defaults to `0.5`.
         t_alpha: float. Weight `alpha` of the new batch in the moving average of `t`, in
             `(0, 1]`. Defaults to `0.01`.
         kernel_initializer: initializer of the class centres. Defaults to
@@ -83,7 +84,7 @@ class CurricularFace(MarginHead):
             num_classes, kernel_initializer, kernel_regularizer, sub_centers=sub_centers, **kwargs
         )
         self.scale = validate_positive("scale", scale)
-        self.margin = validate_positive("margin", margin, allow_zero=True)
+        self.margin = validate_angular_margin("margin", margin)
         self.t_alpha = validate_positive("t_alpha", t_alpha)
         if self.t_alpha > 1.0:
             raise ValueError(f"t_alpha must be in (0, 1]. Received: t_alpha={t_alpha}")

@@ -3,11 +3,13 @@
 import keras
 from keras import ops
 
+from keras_face.heads import backend_ops
 from keras_face.heads.base import ARC_FALLBACKS
 from keras_face.heads.base import GRADIENT_MODES
 from keras_face.heads.base import MarginHead
 from keras_face.heads.base import additive_angular_margin
 from keras_face.heads.base import straight_through
+from keras_face.heads.base import validate_angular_margin
 from keras_face.heads.base import validate_choice
 from keras_face.heads.base import validate_positive
 
@@ -61,8 +63,30 @@ class _ElasticMargin(MarginHead):
         )
 
     def sample_margins(self, target_cosine):
-        """The margin of every sample of the batch, `(B,)`, given its target cosine."""
-        margins = self.draw_margins(ops.shape(target_cosine))
+        """The margin of every sample of the batch, `(B,)`, given its target cosine.
+
+        Under a `tf.distribute` strategy the margins are drawn for the whole global batch
+        (the same draw on every replica: one seed state) and each replica takes its own
+        rows; ElasticFace+ ranks the target cosines of the global batch. So 2 replicas
+        give the margins of 1 replica on the same global batch.
+        """
+        rows = backend_ops.replica_rows(ops.shape(target_cosine)[0])
+        if rows is None:
+            return self.margins_by_rank(target_cosine)
+        global_size, offset = rows
+        global_target = None
+        if self.plus:
+            global_target = backend_ops.cross_replica_concat(ops.stop_gradient(target_cosine))
+        margins = self.margins_by_rank(global_target, (global_size,))
+        return ops.slice(margins, (offset,), ops.shape(target_cosine)[:1])
+
+    def margins_by_rank(self, target_cosine, shape=None):
+        """Draw the margins of a batch of `shape` (`plus`: by rank of `target_cosine`).
+
+        `shape` defaults to the shape of `target_cosine` (which may be `None` when
+        `plus=False` and `shape` is given).
+        """
+        margins = self.draw_margins(ops.shape(target_cosine) if shape is None else shape)
         if not self.plus:
             return margins
         ascending_margins = ops.sort(margins)
@@ -85,14 +109,16 @@ class ElasticArcFace(_ElasticMargin):
     Every training call draws a fresh margin `m_i ~ N(m, sigma^2)` for each sample and
     computes `s * cos(theta_y + m_i)` for its target class and `s * cos(theta_j)` for
     the others. Inference (`training=False`) returns `s * cos(theta_j)` and draws
-    nothing. Like the reference, the default applies no fallback past
+    nothing. Under a `tf.distribute` strategy the margins are drawn per row of the
+    global batch (ElasticFace+ ranks the global batch): 2 replicas train as 1 device.
+    Like the reference, the default applies no fallback past
     `theta_y = pi - m_i`; ArcFace's fallbacks and straight-through gradient are
     available (see `ArcFace`).
 
     Args:
         num_classes: int. Number of identities.
         scale: float. The scale `s`. Defaults to `64.0`.
-        margin: float. Mean `m` of the margins, in radians. Defaults to `0.5`.
+        margin: float. Mean `m` of the margins, in radians, in `[0, pi)`. Defaults to `0.5`.
         margin_std: float. Standard deviation `sigma` of the margins. Defaults to `0.05`
             (ElasticFace `config/config.py`; its ElasticFace+ runs use `0.0175` for Arc
             and `0.02` for Cos, its class constructors `0.0125`).
@@ -171,6 +197,7 @@ class ElasticArcFace(_ElasticMargin):
             sub_centers=sub_centers,
             **kwargs,
         )
+        validate_angular_margin("margin", self.margin)
         self.fallback = validate_choice("fallback", fallback, ARC_FALLBACKS)
         self.gradient = validate_choice("gradient", gradient, GRADIENT_MODES)
 
@@ -189,7 +216,8 @@ class ElasticCosFace(_ElasticMargin):
     Every training call draws a fresh margin `m_i ~ N(m, sigma^2)` for each sample and
     computes `s * (cos(theta_y) - m_i)` for its target class and `s * cos(theta_j)` for
     the others. Inference (`training=False`) returns `s * cos(theta_j)` and draws
-    nothing.
+    nothing. Under a `tf.distribute` strategy the margins are drawn per row of the
+    global batch (ElasticFace+ ranks the global batch): 2 replicas train as 1 device.
 
     Args:
         num_classes: int. Number of identities.

@@ -5,6 +5,7 @@ from keras import ops
 
 from keras_face.heads.base import MarginHead
 from keras_face.heads.base import additive_angular_margin
+from keras_face.heads.base import validate_angular_margin
 from keras_face.heads.base import validate_choice
 from keras_face.heads.base import validate_positive
 
@@ -57,7 +58,8 @@ class MagFace(MarginHead):
         lower_norm: float. `l_a`, lower bound of the norm. Defaults to `10.0`.
         upper_norm: float. `u_a`, upper bound of the norm. Defaults to `110.0`.
         lower_margin: float. `l_m`, margin (radians) at `l_a`. Defaults to `0.45`.
-        upper_margin: float. `u_m`, margin (radians) at `u_a`. Defaults to `0.8`.
+        upper_margin: float. `u_m`, margin (radians) at `u_a`; below pi with
+            `variant="arcface"`. Defaults to `0.8`.
         lambda_g: float. Weight of the norm regulariser. Defaults to `35.0`.
         easy_margin: bool. `True`: no margin where `c_y <= 0` (the authors' setting);
             `False`: ArcFace's `"cosface"` fallback. Arc variant only. Defaults to `True`.
@@ -135,6 +137,9 @@ class MagFace(MarginHead):
             raise ValueError(f"easy_margin must be a bool. Received: easy_margin={easy_margin!r}")
         self.easy_margin = easy_margin
         self.variant = validate_choice("variant", variant, MAG_VARIANTS)
+        if self.variant == "arcface":
+            # An angle: lower_margin <= upper_margin < pi.
+            validate_angular_margin("upper_margin", self.upper_margin)
         min_lambda_g = magface_min_lambda_g(
             self.scale, self.lower_norm, self.upper_norm, self.lower_margin, self.upper_margin
         )

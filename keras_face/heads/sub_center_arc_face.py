@@ -34,7 +34,7 @@ class SubCenterArcFace(ArcFace):
     Args:
         num_classes: int. Number of identities.
         scale: float. The scale `s`. Defaults to `64.0`.
-        margin: float. Additive angular margin `m` in radians. Defaults to `0.5`.
+        margin: float. Additive angular margin `m` in radians, in `[0, pi)`. Defaults to `0.5`.
         sub_centers: int. Number of sub-centres `K` per class. Defaults to `3`
             (insightface `sample_config.py`, `loss_K = 3`; pytorch-metric-learning).
         fallback: str. Target beyond `pi - m`, see `ArcFace`. Defaults to `"cosface"`.

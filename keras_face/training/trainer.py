@@ -33,6 +33,7 @@ import yaml
 
 from keras_face.evaluation import VerificationCallback
 from keras_face.evaluation.verification_summary import evaluate_pairs
+from keras_face.heads import LabelRangeCheck
 from keras_face.heads import PartialFC
 from keras_face.training.backup_and_restore import BackupAndRestore
 from keras_face.training.backup_and_restore import read_backup_state
@@ -589,6 +590,9 @@ def build_callbacks(config, output_dir, model, verification, backup=None, chief=
         if backup is not None
         else None
     )
+    # Under XLA a head cannot raise on a bad label inside the step: it counts it, and
+    # this raises after the batch (naming the label) before StopOnNaN sees a NaN loss.
+    callbacks.append(LabelRangeCheck())
     callbacks.append(StopOnNaN(hint=hint))
     return callbacks
 
