@@ -517,6 +517,34 @@ def expected_errors():
     return (KerasFaceError, FileNotFoundError)
 
 
+# A keras_face data error raised inside a tf.data pipeline reaches Python wrapped in a
+# TensorFlow error (its message inside, the graph's node names around it).
+_WRAPPED_DATA_ERROR = re.compile(r"(?:UndecodableImageError|DataError): ([^\n]*)")
+
+
+def data_error_inside(error):
+    """The message of a keras_face data error wrapped by TensorFlow, or `None`.
+
+    A strict reader raises `UndecodableImageError` while `tf.data` runs its pipeline;
+    TensorFlow re-raises it as its own error type around the original message.
+
+    Args:
+        error: an exception.
+
+    Returns:
+        str or `None`.
+
+    Example:
+        ```python
+        keras_face.cli.data_error_inside(error)  # 'Undecodable image in faces/ at key ...'
+        ```
+    """
+    if not type(error).__module__.startswith("tensorflow"):
+        return None
+    found = _WRAPPED_DATA_ERROR.search(str(error))
+    return found.group(1).strip() if found else None
+
+
 def _one_line(error):
     if isinstance(error, FileNotFoundError) and error.filename is not None:
         return f"{error.strerror}: {error.filename}"
@@ -553,9 +581,12 @@ def main(argv=None):
         print(f"keras-face {args.command}: {interrupted_message(interrupt, argv)}", file=sys.stderr)
         return EXIT_INTERRUPTED
     except Exception as error:
-        if not isinstance(error, expected_errors()) or os.environ.get("KERAS_FACE_TRACEBACK"):
+        message = _one_line(error) if isinstance(error, expected_errors()) else None
+        if message is None:
+            message = data_error_inside(error)
+        if message is None or os.environ.get("KERAS_FACE_TRACEBACK"):
             raise
-        print(f"keras-face {args.command}: error: {_one_line(error)}", file=sys.stderr)
+        print(f"keras-face {args.command}: error: {message}", file=sys.stderr)
         return EXIT_ERROR
     return 0
 

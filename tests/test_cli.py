@@ -3,6 +3,7 @@ import sys
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 import keras_face.distillation
 from keras_face import cli
@@ -496,3 +497,30 @@ def test_train_with_generations_runs_the_recursive_distillation(monkeypatch, tmp
     calls.clear()
     assert cli.main(["train", "--output", str(tmp_path / "run"), "training.epochs=1"]) in (0, None)
     assert calls == [("train", None)]
+
+
+def test_a_data_error_inside_tf_data_is_one_line(monkeypatch, capsys, tmp_path):
+    # A strict reader raises inside the pipeline; TensorFlow wraps the message.
+    folder = tmp_path / "faces"
+    for identity in ("a", "b"):
+        (folder / identity).mkdir(parents=True)
+        for index in range(2):
+            (folder / identity / f"{index}.jpg").write_bytes(
+                tf.io.encode_jpeg(tf.zeros((8, 8, 3), tf.uint8)).numpy()
+            )
+    (folder / "b" / "1.jpg").write_bytes(b"\xff\xd8\xff" + b"\x00" * 40)
+    faces = keras_face_data.read_image_folder(str(folder), batch_size=2, strict=True)
+    with pytest.raises(tf.errors.OpError) as wrapped:
+        for _ in faces.dataset:
+            pass
+    message = cli.data_error_inside(wrapped.value)
+    assert message is not None and "b/1.jpg" in message.replace("\\\\", "/")
+    assert "\\n" not in message
+
+    def fail(args):
+        raise wrapped.value
+
+    monkeypatch.setitem(cli.COMMANDS, "pack", fail)
+    assert cli.main(["pack", "--images", str(folder), "--output", str(tmp_path / "o.rec")]) == 1
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("keras-face pack: error: ") and len(error.splitlines()) == 1
