@@ -93,8 +93,9 @@ class FaceTrainingModel(TrainingModel):
             # cannot be read: fail clearly instead of scoring the wrong columns.
             raise ValueError(
                 "Training a FaceTrainingModel whose head samples classes "
-                "(keras_face.heads.PartialFC with sample_rate < 1) needs the TensorFlow or "
-                "PyTorch backend. Received: backend=jax"
+                "(keras_face.heads.PartialFC or ClassShardedClassifier with sample_rate < 1) "
+                "needs the TensorFlow or PyTorch backend; on JAX train it with a custom step "
+                "over `stateless_call` (docs: class-sharded classifier). Received: backend=jax"
             )
         return remap(y)
 
