@@ -67,6 +67,16 @@ class ProbeGalleryModel(keras.Model):
         gallery = keras.models.clone_model(backbone)
         gallery.set_weights(backbone.get_weights())
         gallery.trainable = False
+        # A frozen Keras batch norm runs in inference mode; G's must use batch statistics
+        # and update its moving statistics in training, as the authors' gallery net does.
+        # Its scale and offset stay out of the optimizer (they follow P by the moving
+        # average).
+        for layer in keras_compat.nested_layers(gallery):
+            if isinstance(layer, keras.layers.BatchNormalization):
+                layer.trainable = True
+                for variable in (layer.gamma, layer.beta):
+                    if variable is not None:
+                        variable.trainable = False
         self.gallery = gallery
         probe_weights = backbone.weights
         gallery_weights = gallery.weights
