@@ -2,6 +2,7 @@
 
 import keras
 
+from keras_face.heads.backend_ops import in_xla_compilation
 from keras_face.models import check_embedding_backbone
 from keras_face.training.training_model import TrainingModel
 
@@ -100,9 +101,16 @@ class FaceTrainingModel(TrainingModel):
         return remap(y)
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        labels = self._training_labels(y)
+        if in_xla_compilation() and y_pred.shape[-1] is not None:
+            # Inside XLA a head cannot raise on a label outside [0, C): it keeps the logits
+            # finite, stops the gradient of the row and counts it (LabelRangeCheck raises
+            # after the batch). Clipped for the loss too, the loss stays finite. Valid
+            # labels are unchanged; outside XLA a bad label raises (never clipped).
+            labels = keras.ops.clip(labels, 0, y_pred.shape[-1] - 1)
         return super().compute_loss(
             x=x,
-            y=self._training_labels(y),
+            y=labels,
             y_pred=y_pred,
             sample_weight=sample_weight,
             training=training,

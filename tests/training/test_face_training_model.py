@@ -135,6 +135,23 @@ def test_jit_compile(data):
     assert np.isfinite(history.history["loss"][0])
 
 
+def test_a_bad_label_under_xla_gives_a_finite_loss_and_is_counted(data):
+    images, labels = data
+    head = heads.ArcFace(NUM_CLASSES, scale=16.0)
+    model = training.build_training_model(training_testing.tiny_backbone(), head)
+    model.compile(optimizer=training.L2SGD(0.01), jit_compile=True)
+    bad = labels[:8].copy()
+    bad[2] = NUM_CLASSES + 1000
+    logs = model.train_on_batch([images[:8], bad], bad, return_dict=True)
+    assert np.isfinite(logs["loss"])
+    for variable in model.weights:
+        if "float" in variable.dtype:
+            assert np.all(np.isfinite(keras.ops.convert_to_numpy(variable))), variable.path
+    assert head.invalid_labels().count == 1
+    with pytest.raises(ValueError, match=f"labels containing {NUM_CLASSES + 1000}"):
+        head.raise_for_invalid_labels()
+
+
 def test_rejects_bad_backbone():
     with pytest.raises(ValueError, match="backbone must be a keras.Model"):
         training.FaceTrainingModel(keras.layers.Dense(3), heads.ArcFace(3))
