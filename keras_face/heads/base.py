@@ -211,14 +211,6 @@ class MarginHead(CosineClassifier):
     # ----------------------------------------------------------------------------------
     # Building.
     def build(self, input_shape):
-        # Checked here, not in the constructor: the class-centre pools use an unbuilt
-        # head with `num_classes=1` as the carrier of a margin formula.
-        if self.num_classes < 2:
-            raise ValueError(
-                f"{self.__class__.__name__} needs at least 2 classes: with one class the "
-                "softmax cross-entropy is identically 0 and nothing trains. "
-                f"Received: num_classes={self.num_classes}"
-            )
         super().build(input_shape)
         self.build_state()
         if keras.backend.backend() == "tensorflow":

@@ -41,6 +41,15 @@ class FaceTrainingModel(TrainingModel):
 
     def __init__(self, backbone, head, **kwargs):
         check_embedding_backbone(backbone)
+        num_classes = getattr(head, "num_classes", None)
+        if num_classes is not None and num_classes < 2:
+            # A one-class head still draws target-logit curves (tutorial 1); trained, its
+            # softmax cross-entropy is identically 0 and nothing is learned.
+            raise ValueError(
+                f"A training model needs a head over at least 2 classes: with one class the "
+                "softmax cross-entropy is identically 0 and nothing trains. "
+                f"Received: num_classes={num_classes}"
+            )
         image_spec = backbone.inputs[0]
         image = keras.Input(shape=tuple(image_spec.shape[1:]), dtype=image_spec.dtype, name="image")
         label = keras.Input(shape=(), dtype="int32", name="label")

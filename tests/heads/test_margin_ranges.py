@@ -2,11 +2,13 @@
 
 import math
 
+import keras
 import numpy as np
 import pytest
 
 import keras_face
 from keras_face import heads
+from keras_face import training
 
 ANGULAR = [
     (heads.ArcFace, "margin"),
@@ -47,9 +49,16 @@ def test_cosine_margins_keep_their_range():
 
 
 @pytest.mark.parametrize("name", keras_face.heads.names())
-def test_one_class_is_rejected_when_built(name):
-    head = keras_face.heads.get(name, 1)  # an unbuilt head may carry a margin formula
+def test_one_class_is_rejected_for_training_and_kept_as_a_probe(name):
+    head = keras_face.heads.get(name, 1)
     embeddings = np.ones((2, 4), "float32")
     labels = np.zeros((2,), "int32")
-    with pytest.raises(ValueError, match=r"at least 2 classes.*Received: num_classes=1$"):
-        head([embeddings, labels], training=True)
+    # A one-class head draws the target logit of a margin (the tutorials' curves)...
+    logits = keras.ops.convert_to_numpy(head([embeddings, labels], training=True))
+    assert logits.shape == (2, 1) and np.all(np.isfinite(logits))
+    # ... but a training model over one class is refused: its loss is identically 0.
+    if keras.backend.backend() == "tensorflow":
+        image = keras.Input((4,))
+        backbone = keras.Model(image, keras.layers.Dense(4)(image))
+        with pytest.raises(ValueError, match=r"at least 2 classes.*Received: num_classes=1$"):
+            training.FaceTrainingModel(backbone, keras_face.heads.get(name, 1))
