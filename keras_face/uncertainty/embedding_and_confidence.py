@@ -4,34 +4,10 @@ import keras
 import numpy as np
 
 from keras_face.models import check_embedding_backbone
+from keras_face.models import find_feature_map
 from keras_face.uncertainty.vmf import check_values
 from keras_face.uncertainty.vmf import mutual_likelihood_score
 from keras_face.uncertainty.vmf import unit_vectors
-
-# Prefix of the layers `keras_face.models.apply_embedding_output` adds after the last
-# feature map (`embedding_bn`, `embedding_gdc_conv`, ...).
-EMBEDDING_LAYER_PREFIX = "embedding_"
-
-
-def _feature_map(backbone, feature_layer):
-    if feature_layer is not None:
-        try:
-            return backbone.get_layer(feature_layer).output
-        except ValueError as error:
-            raise ValueError(
-                f"backbone {backbone.name!r} has no layer named {feature_layer!r}. "
-                f"Received: feature_layer={feature_layer!r}"
-            ) from error
-    for layer in backbone.layers:
-        if layer.name.startswith(EMBEDDING_LAYER_PREFIX):
-            return layer.input
-    last = [layer.name for layer in backbone.layers[-4:]]
-    raise ValueError(
-        f"Cannot find the feature map of backbone {backbone.name!r}: it has no layer named "
-        f"'{EMBEDDING_LAYER_PREFIX}*' (the output layers of keras_face.models backbones). "
-        "Pass feature_layer=<the name of the layer that outputs the last feature map>. "
-        f"Received: a backbone whose last layers are {last}"
-    )
 
 
 def feature_and_embedding_model(backbone, feature_layer=None):
@@ -58,7 +34,7 @@ def feature_and_embedding_model(backbone, feature_layer=None):
         ```
     """
     backbone = check_embedding_backbone(backbone)
-    feature_map = _feature_map(backbone, feature_layer)
+    feature_map = find_feature_map(backbone, feature_layer)
     return keras.Model(
         backbone.inputs[0],
         [feature_map, backbone.outputs[0]],
