@@ -187,12 +187,6 @@ class AgeInvariantTrainingModel(TrainingModel):
             # The authors apply no weight decay to the discriminator.
             self.optimizer.exclude_from_weight_decay(var_list=self.da_head.trainable_variables)
 
-    def compile_from_config(self, config):
-        config = keras.saving.deserialize_keras_object(config)
-        self.compile(**config)
-        if self.built:
-            self.optimizer.build(self.trainable_variables)
-
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         ages = ops.reshape(ops.cast(x[2], "float32"), (-1,))
         labels = ops.reshape(ops.cast(y, "int32"), (-1,))

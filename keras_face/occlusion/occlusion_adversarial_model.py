@@ -319,12 +319,6 @@ class OcclusionAdversarialModel(TrainingModel):
         kwargs.pop("metrics", None)
         super().compile(optimizer=optimizer, **kwargs)
 
-    def compile_from_config(self, config):
-        config = keras.saving.deserialize_keras_object(config)
-        self.compile(**config)
-        if self.built:
-            self.optimizer.build(self.trainable_variables)
-
     def step_masks(self, step):
         """`(family index, masks (5, h, w), count)` of an optimizer step (the schedule)."""
         index = ops.mod(ops.cast(step, "int32"), SCHEDULE_LENGTH)

@@ -128,13 +128,6 @@ class FaceTrainingModel(TrainingModel):
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
         return super().compute_metrics(x, self._training_labels(y), y_pred, sample_weight)
 
-    def compile_from_config(self, config):
-        # `compile` only adds defaults, so a saved compile config replays through it.
-        config = keras.saving.deserialize_keras_object(config)
-        self.compile(**config)
-        if self.built:
-            self.optimizer.build(self.trainable_variables)
-
     def get_config(self):
         return {
             "backbone": keras.saving.serialize_keras_object(self.backbone),

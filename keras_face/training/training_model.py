@@ -57,6 +57,14 @@ class TrainingModel(keras.Model):
                 loss = loss * (1.0 / replicas)
         return loss
 
+    def compile_from_config(self, config):
+        # A subclass's `compile` only adds defaults or checks the loss, so a saved compile
+        # config replays through it.
+        config = keras.saving.deserialize_keras_object(config)
+        self.compile(**config)
+        if self.built:
+            self.optimizer.build(self.trainable_variables)
+
     def symbolic_batch(self):
         """`(inputs, target)` of one batch, symbolic: `(tuple(self.inputs), label input)`."""
         labels = [tensor for tensor in self.inputs if tensor.name.startswith("label")]
