@@ -137,7 +137,7 @@ class AdaFace(MarginHead):
     def clipped_cosine(self, cosine):
         return backend_ops.clip_values(cosine, -1.0 + self.epsilon, 1.0 - self.epsilon)
 
-    def update_state(self, cosine, target_cosine, norms):
+    def update_state(self, scaled_cosine, target_cosine, norms):
         mean, std, count = self.global_batch_moments(self.clipped_norm(norms))
         alpha = self.t_alpha
         self.assign_if_batch(
@@ -147,9 +147,11 @@ class AdaFace(MarginHead):
             self.batch_std, alpha * std + (1.0 - alpha) * self.batch_std.value, count
         )
 
-    def nontarget_logits(self, cosine, target_cosine, norms):
-        # s cos(clip(arccos c, eps, pi - eps)) equals s c for c within 1 - eps of +-1.
-        return self.scale * self.clipped_cosine(cosine)
+    def scaled_nontarget_logits(self, scaled_cosine, target_cosine, norms):
+        # s cos(clip(arccos c, eps, pi - eps)) equals s c for c within 1 - eps of +-1;
+        # s clip(c, -1 + eps, 1 - eps) taken as one clip of s c (s > 0; exact for s = 64).
+        low, high = -1.0 + self.epsilon, 1.0 - self.epsilon
+        return backend_ops.clip_values(scaled_cosine, self.scale * low, self.scale * high)
 
     def target_logits(self, target_cosine, norms):
         mean = ops.stop_gradient(self.batch_mean.value)

@@ -136,7 +136,7 @@ class MarginHead(CosineClassifier):
 
     The class cosines come from the classifier half (`CosineClassifier.cosine_matrix`:
     kernel, column norms, sub-centres). Subclasses override `target_logits` (the margin)
-    and may override `logit_scale`, `nontarget_logits`, `build_state` and
+    and may override `logit_scale`, `scaled_nontarget_logits`, `build_state` and
     `update_state`. They list their constructor hyper-parameters in `hyperparameters` so
     that `get_config` is complete.
 
@@ -226,16 +226,39 @@ class MarginHead(CosineClassifier):
         """The factor of every logit: a scalar `s` (SphereFace: the raw norm, `(B, 1)`)."""
         return self.scale
 
+    def scaled_nontarget_logits(self, scaled_cosine, target_cosine, norms):
+        """Logits of all columns before the target column is written, `(B, C)`.
+
+        Args:
+            scaled_cosine: float32 `(B, C)`, the class cosines times `logit_scale(norms)`
+                (a scalar scale is folded into the column norms: see `scaled_cosines`).
+            target_cosine: float32 `(B,)`, the target cosines, clipped to [-1, 1].
+            norms: float32 `(B,)`, the embedding norms.
+
+        Returns:
+            `scaled_cosine` here; AdaFace clips it, CurricularFace reweights its hard
+            negatives.
+        """
+        return scaled_cosine
+
     def nontarget_logits(self, cosine, target_cosine, norms):
-        """Logits of all columns before the target column is written, `(B, C)`."""
-        return self.logit_scale(norms) * cosine
+        """`scaled_nontarget_logits` from the plain class cosines `(B, C)`.
+
+        For code that holds cosines rather than scaled cosines (the class-sharded
+        classifier); one `(B, C)` product more than `scaled_cosines`.
+        """
+        return self.scaled_nontarget_logits(self.logit_scale(norms) * cosine, target_cosine, norms)
 
     def target_logits(self, target_cosine, norms):
         """Logit of the target class, `(B,)`; margin heads override it (here: no margin)."""
         return self.logit_scale(norms) * target_cosine
 
-    def update_state(self, cosine, target_cosine, norms):
-        """Update the head's state from a training batch, before it is used."""
+    def update_state(self, scaled_cosine, target_cosine, norms):
+        """Update the head's state from a training batch, before it is used.
+
+        Receives the scaled class cosines `(B, C)`, the target cosines `(B,)` and the
+        embedding norms `(B,)`.
+        """
 
     # ----------------------------------------------------------------------------------
     # Shared pieces.
@@ -325,16 +348,42 @@ class MarginHead(CosineClassifier):
         rows = ops.arange(ops.shape(labels)[0], dtype="int32")
         return ops.stack([rows, ops.clip(labels, 0, self.num_classes - 1)], axis=1)
 
-    def gather_target(self, cosine, labels):
+    def gather_target(self, cosine, labels, scale=None):
         """`cosine[i, y_i]`, `(B,)`: O(B) forward, one scatter backward.
 
         The class cosines are not clipped (they may pass +-1 by a float32 ulp); the
         target cosines are, to [-1, 1], before any margin formula sees them. The clip is
         straight through (`c + stop_gradient(clip(c) - c)`, exactly `clip(c)` in
         float32): the gradient is that of the unclipped cosine, as for the other columns.
+
+        Args:
+            cosine: float32 `(B, C)` class cosines, or scaled cosines with `scale`.
+            labels: int32 `(B,)` columns.
+            scale: optional scalar by which `cosine` was scaled (`scaled_cosines`): the
+                B gathered entries are divided by it (exact for a power of two, as the
+                default s = 64). Defaults to `None`.
         """
         target = backend_ops.gather_entries(cosine, self.target_indices(labels))
+        if scale is not None:
+            target = target / scale
         return target + ops.stop_gradient(ops.clip(target, -1.0, 1.0) - target)
+
+    def scaled_cosines(self, normalized, norms):
+        """`logit_scale(norms) * cos`, `(B, C)`, and the scale if it was folded.
+
+        A scalar scale (every head but SphereFace on raw features) is multiplied into the
+        `(C,)` inverse column norms (`cosine_matrix(..., scale=)`): no `(B, C)` product
+        forward or backward. A per-row scale multiplies the matrix.
+
+        Returns:
+            `(scaled_cosine, scale, cosine)`: `cosine` is the plain `(B, C)` matrix when
+            the scale is per row, `None` when it was folded.
+        """
+        scale = self.logit_scale(norms)
+        if isinstance(scale, (int, float)) or len(scale.shape) == 0:
+            return self.cosine_matrix(normalized, scale=scale), scale, None
+        cosine = self.cosine_matrix(normalized)
+        return scale * cosine, scale, cosine
 
     def write_target(self, logits, labels, target):
         """Put `target` (B,) in column `labels` (B,) of `logits` (B, C) by a scatter.
@@ -419,17 +468,20 @@ class MarginHead(CosineClassifier):
                 f"Received: embeddings shape={tuple(embeddings.shape)}"
             )
         normalized, norms = self.normalize(embeddings)
-        cosine = self.cosine_matrix(normalized)
+        scaled, scale, cosine = self.scaled_cosines(normalized, norms)
         if labels is None or not training:
-            return self.logit_scale(norms) * cosine
+            return scaled
         labels = self._validate_labels(labels, embeddings)
         if not self.has_margin:
-            logits = self.logit_scale(norms) * cosine
+            logits = scaled
         else:
-            target_cosine = self.gather_target(cosine, labels)
+            if cosine is None:
+                target_cosine = self.gather_target(scaled, labels, scale=scale)
+            else:
+                target_cosine = self.gather_target(cosine, labels)
             # "Update, then use": the references update their state before using it.
-            self.update_state(cosine, target_cosine, norms)
-            logits = self.nontarget_logits(cosine, target_cosine, norms)
+            self.update_state(scaled, target_cosine, norms)
+            logits = self.scaled_nontarget_logits(scaled, target_cosine, norms)
             target = self.target_logits(target_cosine, norms)
             logits = self.write_target(logits, labels, ops.cast(target, "float32"))
         if backend_ops.in_xla_compilation():

@@ -101,19 +101,20 @@ class CurricularFace(MarginHead):
             aggregation="only_first_replica",
         )
 
-    def update_state(self, cosine, target_cosine, norms):
+    def update_state(self, scaled_cosine, target_cosine, norms):
         mean_target, count = self.global_batch_mean(ops.stop_gradient(target_cosine))
         new_t = self.t_alpha * mean_target + (1.0 - self.t_alpha) * self.t.value
         self.assign_if_batch(self.t, new_t, count)
 
-    def nontarget_logits(self, cosine, target_cosine, norms):
-        # Hardness uses the raw cos(theta_y + m), without fallback (CurricularFace code).
+    def scaled_nontarget_logits(self, scaled_cosine, target_cosine, norms):
+        # Hardness uses the raw cos(theta_y + m), without fallback (CurricularFace code),
+        # compared on the scale of the logits: s c > s cos(theta_y + m).
         raw_target = target_cosine * math.cos(self.margin) - safe_sine(target_cosine) * math.sin(
             self.margin
         )
-        hard = cosine > ops.expand_dims(raw_target, 1)
+        threshold = ops.stop_gradient(ops.expand_dims(self.scale * raw_target, 1))
         t = ops.stop_gradient(self.t.value)
-        return backend_ops.reweight_hard_negatives(cosine, hard, t, self.scale)
+        return backend_ops.reweight_hard_negatives(scaled_cosine, threshold, t, self.scale)
 
     def target_logits(self, target_cosine, norms):
         return self.scale * additive_angular_margin(target_cosine, self.margin, "cosface")

@@ -187,7 +187,7 @@ class SphereFace(MarginHead):
             return self.scale
         return ops.expand_dims(norms, 1)
 
-    def update_state(self, cosine, target_cosine, norms):
+    def update_state(self, scaled_cosine, target_cosine, norms):
         # The Caffe layer does `iter_ += 1` before computing lambda.
         self._iteration.assign(self._iteration.value + 1)
 

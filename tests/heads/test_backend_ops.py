@@ -83,17 +83,21 @@ def test_reweight_hard_negatives_value_and_gradient():
     rng = np.random.default_rng(5)
     cosine = rng.uniform(-1, 1, size=(3, 6)).astype("float32")
     threshold = rng.uniform(-0.5, 0.5, size=(3, 1)).astype("float32")
-    hard = cosine > threshold
     weights = rng.normal(size=(3, 6)).astype("float32")
     t, scale = np.float32(0.3), 30.0
+    # Takes the scaled cosines z = s c and the threshold on their scale.
+    scaled = (scale * cosine).astype("float32")
+    scaled_threshold = (scale * threshold).astype("float32")
+    hard = scaled > scaled_threshold
 
     def reweight(values):
-        return backend_ops.reweight_hard_negatives(values, hard, t, scale)
+        return backend_ops.reweight_hard_negatives(values, scaled_threshold, t, scale)
 
-    logits = keras.ops.convert_to_numpy(reweight(keras.ops.convert_to_tensor(cosine)))
-    c = cosine.astype(np.float64)
+    logits = keras.ops.convert_to_numpy(reweight(keras.ops.convert_to_tensor(scaled)))
+    c = scaled.astype(np.float64) / scale
     expected = np.where(hard, scale * c * (t + c), scale * c)
     np.testing.assert_allclose(logits, expected, rtol=1e-6, atol=1e-6 * scale)
-    gradient = _gradient_of_weighted_sum(reweight, cosine, weights)
-    expected_gradient = weights * np.where(hard, scale * (t + 2.0 * c), scale)
-    np.testing.assert_allclose(gradient, expected_gradient, rtol=1e-6, atol=1e-6 * scale)
+    # d/dz of s c (t + c) with c = z / s: t + 2c where hard, 1 elsewhere.
+    gradient = _gradient_of_weighted_sum(reweight, scaled, weights)
+    expected_gradient = weights * np.where(hard, t + 2.0 * c, 1.0)
+    np.testing.assert_allclose(gradient, expected_gradient, rtol=1e-6, atol=1e-6)

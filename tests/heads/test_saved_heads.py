@@ -5,7 +5,8 @@
 `saved_heads_logits_<backend>.npz` hold the logits of one inference and one training call
 of the loaded heads, computed by the code of 82b8a65 on each backend. Loading the files
 (as a model, and as weights into a model built now) must give the same weights at the
-same paths and bit-identical logits.
+same paths and bit-identical logits (NormFace, whose learned scale is not a power of two:
+within 1 ulp, see `_assert_same_logits`).
 """
 
 import os
@@ -37,15 +38,24 @@ def _logits(head, embeddings, labels, training):
     return keras.ops.convert_to_numpy(head([embeddings, labels], training=training))
 
 
+def _assert_same_logits(actual, desired, name):
+    if name == "norm_face":
+        # Since the logit scale is folded into the column norms (`s * (c / ||w||)` became
+        # `c * (s / ||w||)`), a scale that is not a power of two (NormFace's learned one)
+        # may round a logit differently: by 1 ulp.
+        np.testing.assert_array_max_ulp(actual, desired, maxulp=1)
+    else:
+        # s = 64: the folded scale rounds exactly as before.
+        np.testing.assert_array_equal(actual, desired)
+
+
 def _check(head, name, expected):
     embeddings, labels = expected["embeddings"], expected["labels"]
     # Inference first: the training call updates the state of stateful heads.
-    np.testing.assert_array_equal(
-        _logits(head, embeddings, labels, False), expected[f"{name}_inference"]
+    _assert_same_logits(
+        _logits(head, embeddings, labels, False), expected[f"{name}_inference"], name
     )
-    np.testing.assert_array_equal(
-        _logits(head, embeddings, labels, True), expected[f"{name}_training"]
-    )
+    _assert_same_logits(_logits(head, embeddings, labels, True), expected[f"{name}_training"], name)
 
 
 @pytest.mark.parametrize("name", sorted(SAVED))
