@@ -3,6 +3,7 @@
 import keras
 import tensorflow as tf
 
+from keras_face.heads import backend_ops
 from keras_face.training import keras_compat
 
 
@@ -51,11 +52,7 @@ class TrainingModel(keras.Model):
         Returns:
             The scaled scalar.
         """
-        if keras.backend.backend() == "tensorflow":
-            replicas = tf.distribute.get_strategy().num_replicas_in_sync
-            if replicas > 1:
-                loss = loss * (1.0 / replicas)
-        return loss
+        return backend_ops.replica_share(loss)
 
     def compile_from_config(self, config):
         # A subclass's `compile` only adds defaults or checks the loss, so a saved compile

@@ -6,6 +6,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_face.heads import backend_ops
 from keras_face.uncertainty.class_centre_cosine import ClassCentreCosine
 from keras_face.uncertainty.class_centre_cosine import class_centres_from_head
 from keras_face.uncertainty.embedding_and_confidence import embedding_and_confidence_model
@@ -189,7 +190,8 @@ class SCFTrainingModel(keras.Model):
         )
         if self.losses:
             loss = loss + ops.sum(ops.stack([ops.cast(value, "float32") for value in self.losses]))
-        return loss
+        # Under tf.distribute the replicas' gradients are summed: each contributes its share.
+        return backend_ops.replica_share(loss)
 
     def confidence_model(self, backbone=None, name=None):
         """The deployable model `images -> {"embedding", "kappa"}` (shares the weights).

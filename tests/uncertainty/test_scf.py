@@ -1,6 +1,8 @@
 """SCF head, training model and deployable model: layer contract, training, saving."""
 
 import os
+import subprocess
+import sys
 
 import keras
 import numpy as np
@@ -285,3 +287,33 @@ def test_training_model_bad_input():
     assert float(_numpy(vmf_mean_resultant(np.float32(1e-3), 16))) == pytest.approx(
         1e-3 / 16, rel=1e-3
     )
+
+
+def test_two_cpu_replicas_match_one(tmp_path):
+    """Under MirroredStrategy the replicas' gradients are summed: each must give its share."""
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("tf.distribute")
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "replica_script.py")
+    env = dict(os.environ, KERAS_BACKEND="tensorflow", TF_CPP_MIN_LOG_LEVEL="3")
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
+    outputs = {}
+    for replicas in (1, 2):
+        path = tmp_path / f"{replicas}.npz"
+        completed = subprocess.run(
+            [sys.executable, script, str(replicas), os.fspath(path)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert completed.returncode == 0, completed.stderr[-4000:]
+        with np.load(path) as data:
+            outputs[replicas] = {key: data[key] for key in data.files}
+    one, two = outputs[1], outputs[2]
+    assert int(one["iterations"]) == int(two["iterations"]) == 4
+    np.testing.assert_allclose(two["losses"], one["losses"], rtol=1e-5)
+    # Equal weights after 4 steps (summed unscaled gradients would double every step).
+    for key in one:
+        if key.startswith("w"):
+            np.testing.assert_allclose(two[key], one[key], rtol=1e-5, atol=1e-6)
