@@ -23,6 +23,7 @@ from keras_face.uncertainty import scf_pair_scores
 from keras_face.uncertainty import target_cosine
 from keras_face.uncertainty import vmf_mean_resultant
 from tests.layer_testing import run_layer_test
+from tests.training import training_testing
 
 
 def _numpy(x):
@@ -294,9 +295,7 @@ def test_two_cpu_replicas_match_one(tmp_path):
     if keras.backend.backend() != "tensorflow":
         pytest.skip("tf.distribute")
     script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "replica_script.py")
-    env = dict(os.environ, KERAS_BACKEND="tensorflow", TF_CPP_MIN_LOG_LEVEL="3")
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
+    env = training_testing.script_environment()
     outputs = {}
     for replicas in (1, 2):
         path = tmp_path / f"{replicas}.npz"
