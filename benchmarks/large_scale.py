@@ -29,6 +29,11 @@ exceeds the available memory (`/proc/meminfo`'s MemAvailable) is skipped and sai
 Goals (issue 10): at C = 1M, Partial FC r = 0.1 <= 0.2x the full step; C = 2M with
 r = 0.1 within 24 GiB.
 
+Below the table, the floor of the dense optimizer update that Partial FC v2 keeps (every
+column decays and carries momentum): reading the kernel, its momentum and its gradient and
+writing the kernel and the momentum, 5 x 4 D C bytes, at the memory bandwidth measured
+in a worker of its own (NumPy `a + b -> c` over 512 MiB arrays, 3 x 512 MiB moved).
+
     python benchmarks/large_scale.py                       # C in {100k, 1M, 2M}
     python benchmarks/large_scale.py --classes 100000      # a subset
     python benchmarks/large_scale.py --classes 1000000 --methods full pfc --rounds 3
@@ -174,7 +179,27 @@ def build_step(method, classes, args):
     return (lambda: step(x, y)), state
 
 
+def measure_bandwidth(repeats=5):
+    """Memory bandwidth in bytes per second: the best of `repeats` `a + b -> c`."""
+    import numpy as np
+
+    size = 2**27  # float32 elements: 512 MiB per array
+    a = np.ones(size, np.float32)
+    b = np.ones(size, np.float32)
+    c = np.empty(size, np.float32)
+    np.add(a, b, out=c)  # touch the pages
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        np.add(a, b, out=c)
+        best = min(best, time.perf_counter() - start)
+    return 3 * 4 * size / best
+
+
 def worker(args):
+    if args.worker == "bandwidth":
+        print(json.dumps({"bandwidth": measure_bandwidth()}), flush=True)
+        return 0
     method, classes = args.worker.split(":")
     classes = int(classes)
     try:
@@ -219,6 +244,13 @@ def measure(method, classes, args):
         tail = completed.stderr.strip().splitlines()[-1:] or [f"exit {completed.returncode}"]
         return {"skipped": f"failed: {tail[0][:120]}"}
     return json.loads(lines[-1])
+
+
+def bandwidth_bytes_per_second():
+    command = [sys.executable, os.path.abspath(__file__), "--worker", "bandwidth"]
+    completed = subprocess.run(command, capture_output=True, text=True)
+    lines = [line for line in completed.stdout.splitlines() if line.startswith("{")]
+    return json.loads(lines[-1])["bandwidth"] if lines else None
 
 
 def run_class_count(classes, args):
@@ -282,6 +314,19 @@ def print_table(all_results, args):
             )
 
 
+def print_update_floor(classes_list, args, bandwidth):
+    """The dense v2 update's bytes per step and its time at the measured bandwidth."""
+    if bandwidth is None:
+        return
+    print(f"Memory bandwidth (NumPy a + b -> c, 512 MiB arrays): {bandwidth / GIB:.1f} GiB/s")
+    for classes in classes_list:
+        moved = 5 * 4 * args.dim * classes  # read w, momentum, gradient; write w, momentum
+        print(
+            f"{classes:>10,}  dense L2SGD update (v2) moves at least {moved / GIB:.1f} GiB "
+            f"a step: {moved / bandwidth:.3f} s at that bandwidth"
+        )
+
+
 def main():
     args = parse_args()
     if args.worker:
@@ -289,10 +334,14 @@ def main():
     all_results = {}
     for classes in args.classes:
         all_results[classes] = run_class_count(classes, args)
+    bandwidth = bandwidth_bytes_per_second()
     print_table(all_results, args)
+    print_update_floor(args.classes, args, bandwidth)
     if args.json:
+        results = {str(c): r for c, r in all_results.items()}
+        results["bandwidth"] = bandwidth
         with open(args.json, "w") as handle:
-            json.dump({str(c): r for c, r in all_results.items()}, handle, indent=1)
+            json.dump(results, handle, indent=1)
     return 0
 
 

@@ -123,6 +123,60 @@ def select_classes(labels, keys, num_sample, num_columns):
     return ops.sort(classes), num_sampled
 
 
+def kernel_column_positions(table, columns_per_class):
+    """Position of each kernel column among the sampled columns: int32 `(C * K,)`.
+
+    Args:
+        table: int32 `(C + 1,)`: the column of each class in the sampled logits, `-1`
+            when not sampled (the last entry, a sink, is ignored).
+        columns_per_class: int. Kernel columns per class, `K` (sub-centres).
+
+    Returns:
+        int32 `(C * K,)`: for kernel column `c * K + k` of a sampled class, its position
+        `table[c] * K + k` in the sampled kernel; `-1` for the columns of the other
+        classes. `PartialFC` writes its dense kernel gradient with it (one gather).
+
+    Example:
+        ```python
+        positions = keras_face.heads.partial_fc.kernel_column_positions(table, 1)
+        ```
+    """
+    table = ops.cast(table[:-1], "int32")
+    if columns_per_class > 1:
+        offsets = ops.arange(columns_per_class, dtype="int32")
+        positions = table[:, None] * columns_per_class + offsets[None, :]
+        positions = ops.where(table[:, None] >= 0, positions, -1)
+        table = ops.reshape(positions, (-1,))
+    return table
+
+
+def _gather_columns(kernel, columns, table, columns_per_class):
+    """`take(kernel, columns, axis=1)` whose kernel gradient is one gather (TensorFlow).
+
+    TensorFlow differentiates a gather on axis 1 into an `unsorted_segment_sum` over a
+    transposed `(C, D)` gradient and a transpose of it; under XLA that scatter does not
+    fuse with the optimizer update and costs more than the whole rest of the step
+    (issue 10). Each real sampled class is one column, so the dense `(D, C)` gradient
+    is a gather instead: the row of the transposed `(S, D)` gradient of each class, a
+    zero row for the others (padding columns pass an exactly zero gradient: their
+    logits are masked). The values are those of TensorFlow's gradient, bit for bit.
+    """
+    positions = kernel_column_positions(table, columns_per_class)
+
+    @ops.custom_gradient
+    def gather(kernel):
+        def grad(*upstream, **kwargs):
+            upstream = ops.transpose(upstream[0])  # (S * K, D)
+            rows = ops.concatenate([upstream, ops.zeros_like(upstream[:1])], axis=0)
+            sink = ops.shape(upstream)[0]
+            index = ops.where(positions >= 0, positions, sink)
+            return ops.transpose(ops.take(rows, index, axis=0))
+
+        return ops.take(kernel, columns, axis=1), grad
+
+    return gather(kernel)
+
+
 def _all_gather(labels):
     """The labels of every replica, in replica order (`tf.distribute`); else `labels`."""
     if keras.backend.backend() != "tensorflow":
@@ -180,7 +234,10 @@ class PartialFC(keras.layers.Layer):
     The kernel is not copied: the sampled columns are gathered from the head's whole
     `(D, C)` kernel, which unsampled classes keep in class order (checkpoints hold the
     whole kernel). Their gradient is exactly zero; an optimizer with momentum or weight
-    decay still moves them, as arcface_torch's v2 does. Under
+    decay still moves them, as arcface_torch's v2 does (there is no lazy v1 mode: see
+    the Partial FC page of the documentation). On TensorFlow the dense kernel gradient
+    is written by one gather (a custom gradient, bit-identical to TensorFlow's
+    `unsorted_segment_sum` and transpose, which XLA does not fuse with the update). Under
     `tf.distribute.MirroredStrategy` every replica gathers the labels of all replicas
     and draws the same sample; its logits are those of its local embeddings.
 
@@ -319,7 +376,7 @@ class PartialFC(keras.layers.Layer):
         dynamic = ops.minimum(ops.shape(global_labels)[0], self.num_classes)
         return ops.maximum(dynamic, self.num_sample)
 
-    def _sampled_kernel(self, classes):
+    def _sampled_kernel(self, classes, table):
         # Padding entries (>= num_classes) read the last class; their logits are masked.
         classes = ops.minimum(classes, self.num_classes - 1)
         per_class = self.head.columns_per_class
@@ -327,7 +384,13 @@ class PartialFC(keras.layers.Layer):
             # Sub-centres: class c owns columns c*K ... c*K + K - 1 (class-major).
             offsets = ops.arange(per_class, dtype="int32")
             classes = ops.reshape(classes[:, None] * per_class + offsets[None, :], (-1,))
-        return ops.take(self.head.kernel, classes, axis=1)
+        if keras.backend.backend() != "tensorflow":
+            # JAX and PyTorch differentiate a gather into a scatter-add of the columns.
+            return ops.take(self.head.kernel, classes, axis=1)
+        # `cast` reads the variable into a tensor (`convert_to_tensor` keeps the variable,
+        # which `custom_gradient` would then differentiate as a captured variable).
+        kernel = ops.cast(self.head.kernel, self.head.kernel.dtype)
+        return _gather_columns(kernel, classes, table, per_class)
 
     def call(self, inputs, training=None):
         head = self.head
@@ -360,7 +423,7 @@ class PartialFC(keras.layers.Layer):
         target_columns = ops.take(table, ops.where(in_range, labels, self.num_classes))
 
         normalized, norms = head.normalize(embeddings)
-        cosine = head.cosine_matrix(normalized, self._sampled_kernel(classes))
+        cosine = head.cosine_matrix(normalized, self._sampled_kernel(classes, table))
         if head.has_margin:
             # MarginHead.call over the sampled columns (target columns < S <= C, so the
             # head's gather and scatter stay in range; a -1 column gives a NaN row).
