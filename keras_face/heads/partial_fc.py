@@ -423,17 +423,30 @@ class PartialFC(keras.layers.Layer):
         target_columns = ops.take(table, ops.where(in_range, labels, self.num_classes))
 
         normalized, norms = head.normalize(embeddings)
-        cosine = head.cosine_matrix(normalized, self._sampled_kernel(classes, table))
-        if head.has_margin:
-            # MarginHead.call over the sampled columns (target columns < S <= C, so the
-            # head's gather and scatter stay in range; a -1 column gives a NaN row).
-            target_cosine = head.gather_target(cosine, target_columns)
-            head.update_state(cosine, target_cosine, norms)
-            logits = head.nontarget_logits(cosine, target_cosine, norms)
+        kernel = self._sampled_kernel(classes, table)
+        # `MarginHead.call` over the sampled columns: a scalar logit scale is folded into
+        # the (S,) inverse column norms (no (B, S) product forward or backward), as the
+        # head's `scaled_cosines` does over all its columns.
+        scale = head.logit_scale(norms)
+        if isinstance(scale, (int, float)) or len(scale.shape) == 0:
+            scaled = head.cosine_matrix(normalized, kernel, scale=scale)
+            cosine = None
+        else:
+            cosine = head.cosine_matrix(normalized, kernel)
+            scaled = scale * cosine
+        if not head.has_margin:
+            logits = scaled
+        else:
+            # Target columns < S <= C, so the head's gather and scatter stay in range
+            # (a -1 column gives a NaN row).
+            if cosine is None:
+                target_cosine = head.gather_target(scaled, target_columns, scale=scale)
+            else:
+                target_cosine = head.gather_target(cosine, target_columns)
+            head.update_state(scaled, target_cosine, norms)
+            logits = head.scaled_nontarget_logits(scaled, target_cosine, norms)
             target = head.target_logits(target_cosine, norms)
             logits = head.write_target(logits, target_columns, ops.cast(target, "float32"))
-        else:
-            logits = head.logit_scale(norms) * cosine
         return ops.where(valid[None, :], logits, PADDING_LOGIT)
 
     def get_config(self):

@@ -1,6 +1,7 @@
 """SGD with momentum and coupled L2 weight decay, as PyTorch's and MXNet's `weight_decay`."""
 
 import keras
+import numpy as np
 import tensorflow as tf
 from keras import ops
 
@@ -10,6 +11,24 @@ def _handle(variable):
     if isinstance(variable, keras.Variable):
         variable = variable.value
     return variable.handle
+
+
+@tf.function(jit_compile=True, autograph=False)
+def _fused_momentum_update(variable, buffer, gradient, learning_rate, momentum, l2, decay):
+    """`buffer = momentum * buffer + (g + l2 * w); w -= lr * buffer` as one XLA program.
+
+    `variable` and `buffer` are resource handles; both are updated in place (XLA aliases
+    a variable it reads and writes). `decay` (a Python bool, one trace each) adds the L2
+    term. XLA contracts the multiply-adds (fused multiply-add): equal to the unfused
+    float32 update within an ulp or two, not bit for bit.
+    """
+    dtype = gradient.dtype
+    w = tf.raw_ops.ReadVariableOp(resource=variable, dtype=dtype)
+    if decay:
+        gradient = gradient + l2 * w
+    new_buffer = momentum * tf.raw_ops.ReadVariableOp(resource=buffer, dtype=dtype) + gradient
+    tf.raw_ops.AssignVariableOp(resource=buffer, value=new_buffer)
+    tf.raw_ops.AssignVariableOp(resource=variable, value=w - learning_rate * new_buffer)
 
 
 @keras.saving.register_keras_serializable(package="keras_face")
@@ -40,12 +59,15 @@ class L2SGD(keras.optimizers.SGD):
     (`keras.optimizers.SGD` and MXNet accumulate `lr * gradient` instead); both are the
     same while the learning rate is constant.
 
-    On TensorFlow (without Nesterov) the update is one fused kernel
-    (`tf.raw_ops.ResourceApplyMomentum`, after adding the L2 term): one pass over the
-    variable and its buffer, with the same float32 operations (bit-identical to the
-    unfused update in eager and graph mode; XLA contracts multiply-adds in both). For a
-    large classifier kernel the update is memory-bound: Partial FC's step at 1M classes
-    spends most of its time here (`benchmarks/large_scale.py`).
+    On TensorFlow (without Nesterov) a variable of at least `fused_update_min_size`
+    entries (default 2^22: a large classifier kernel) is updated by one XLA-compiled
+    function that reads the variable, its buffer and the gradient once and writes both
+    in place (in eager and graph mode alike; inlined into an XLA-compiled step). XLA
+    contracts the multiply-adds into fused multiply-adds, so the result equals the
+    unfused float32 update within an ulp or two, not bit for bit. For such a kernel the
+    update is memory-bound: it is a large part of Partial FC's step at 1M classes
+    (`benchmarks/large_scale.py`). Smaller variables take TensorFlow's fused momentum
+    kernel, bit-identical to the unfused update.
 
     Gradient clipping (`clipnorm`, `global_clipnorm`) and loss-scale unscaling happen
     before `update_step`, as `clip_grad_norm_` before `optimizer.step()` in arcface_torch.
@@ -102,30 +124,52 @@ class L2SGD(keras.optimizers.SGD):
             raise ValueError(f"l2 must be a non-negative number. Received: l2={l2!r}")
         self.l2 = l2
 
+    # Variables of at least this many entries (16 MiB in float32: a classifier kernel of
+    # 8,192+ classes at D = 512, never a backbone weight) take the XLA-compiled update.
+    fused_update_min_size = 1 << 22
+
     def update_step(self, gradient, variable, learning_rate):
         learning_rate = ops.cast(learning_rate, variable.dtype)
         gradient = ops.cast(gradient, variable.dtype)
-        if self.l2 > 0 and self._use_weight_decay(variable):
-            gradient = gradient + ops.cast(self.l2, variable.dtype) * variable
-        if self.momentum == 0:
-            self.assign_sub(variable, learning_rate * gradient)
-            return
         momentum = ops.cast(self.momentum, variable.dtype)
-        buffer = self.momentums[self._get_variable_index(variable)]
-        if keras.backend.backend() == "tensorflow" and not self.nesterov:
-            # One fused kernel: `buffer = momentum * buffer + g; w -= lr * buffer` in a
-            # single pass over w and the buffer, in the same float operations as below
-            # (bit-identical). The unfused update writes three temporaries of the
-            # variable's size, which dominates a Partial FC step at 1M classes.
+        buffer = None if self.momentum == 0 else self.momentums[self._get_variable_index(variable)]
+        fused = keras.backend.backend() == "tensorflow" and not self.nesterov and buffer is not None
+        decay = self.l2 > 0 and self._use_weight_decay(variable)
+        if fused and int(np.prod(variable.shape)) >= self.fused_update_min_size:
+            # One XLA-compiled pass: `buffer = momentum * buffer + (g + l2 * w);
+            # w -= lr * buffer`, written in place into both variables. The unfused update
+            # writes temporaries of the variable's size (the L2 term is one of them),
+            # which dominates a Partial FC step at 1M classes (issue 10).
+            _fused_momentum_update(
+                _handle(variable),
+                _handle(buffer),
+                tf.convert_to_tensor(gradient),  # an IndexedSlices gradient, densified
+                learning_rate,
+                momentum,
+                ops.cast(self.l2, variable.dtype),
+                decay=decay,
+            )
+            return
+        if fused:
+            # Smaller variables (every backbone weight): TensorFlow's fused momentum kernel
+            # after the L2 term, bit-identical to the unfused update below, and no XLA
+            # compilation per weight shape.
+            if decay:
+                gradient = gradient + ops.cast(self.l2, variable.dtype) * variable
             tf.raw_ops.ResourceApplyMomentum(
                 var=_handle(variable),
                 accum=_handle(buffer),
                 lr=learning_rate,
-                grad=gradient,
+                grad=tf.convert_to_tensor(gradient),
                 momentum=momentum,
                 use_locking=False,
                 use_nesterov=False,
             )
+            return
+        if self.l2 > 0 and self._use_weight_decay(variable):
+            gradient = gradient + ops.cast(self.l2, variable.dtype) * variable
+        if self.momentum == 0:
+            self.assign_sub(variable, learning_rate * gradient)
             return
         new_buffer = momentum * buffer + gradient
         self.assign(buffer, new_buffer)
