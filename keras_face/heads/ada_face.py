@@ -153,6 +153,16 @@ class AdaFace(MarginHead):
         low, high = -1.0 + self.epsilon, 1.0 - self.epsilon
         return backend_ops.clip_values(scaled_cosine, self.scale * low, self.scale * high)
 
+    def margin_logits(self, scaled_cosine, labels, target_cosine, norms):
+        if not backend_ops.fuses_target_write():
+            return super().margin_logits(scaled_cosine, labels, target_cosine, norms)
+        # TensorFlow: the clip and the target write as one pass each way.
+        target = ops.cast(self.target_logits(target_cosine, norms), "float32")
+        low, high = -1.0 + self.epsilon, 1.0 - self.epsilon
+        return backend_ops.clip_with_target(
+            scaled_cosine, self.target_indices(labels), target, self.scale * low, self.scale * high
+        )
+
     def target_logits(self, target_cosine, norms):
         mean = ops.stop_gradient(self.batch_mean.value)
         std = ops.stop_gradient(self.batch_std.value)

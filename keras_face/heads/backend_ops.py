@@ -227,7 +227,39 @@ def _tf_fused():
         weight = t + 2.0 * inverse_scale * scaled_cosine
         return upstream * tf.where(scaled_cosine > threshold, weight, 1.0)
 
+    def target_mask(matrix, columns):
+        width = tf.shape(matrix)[1]
+        return tf.equal(tf.range(width)[None, :], columns[:, None])
+
+    @tf.function(jit_compile=True, autograph=False, reduce_retracing=True)
+    def clip_write_forward(values, columns, target, low, high):
+        clipped = tf.clip_by_value(values, low, high)
+        return tf.where(target_mask(values, columns), target[:, None], clipped)
+
+    @tf.function(jit_compile=True, autograph=False, reduce_retracing=True)
+    def clip_write_backward(upstream, values, columns, low, high):
+        keep = tf.logical_and(values >= low, values <= high)
+        keep = tf.logical_and(keep, tf.logical_not(target_mask(values, columns)))
+        return tf.where(keep, upstream, tf.zeros_like(upstream))
+
+    @tf.function(jit_compile=True, autograph=False, reduce_retracing=True)
+    def reweight_write_forward(scaled_cosine, columns, target, threshold, t, inverse_scale):
+        weight = t + inverse_scale * scaled_cosine
+        logits = scaled_cosine * tf.where(scaled_cosine > threshold, weight, 1.0)
+        return tf.where(target_mask(scaled_cosine, columns), target[:, None], logits)
+
+    @tf.function(jit_compile=True, autograph=False, reduce_retracing=True)
+    def reweight_write_backward(upstream, scaled_cosine, columns, threshold, t, inverse_scale):
+        weight = t + 2.0 * inverse_scale * scaled_cosine
+        gradient = upstream * tf.where(scaled_cosine > threshold, weight, 1.0)
+        mask = target_mask(scaled_cosine, columns)
+        return tf.where(mask, tf.zeros_like(gradient), gradient)
+
     _TF_FUSED.update(
+        clip_write_forward=clip_write_forward,
+        clip_write_backward=clip_write_backward,
+        reweight_write_forward=reweight_write_forward,
+        reweight_write_backward=reweight_write_backward,
         max_forward=max_forward,
         max_backward=max_backward,
         clip_gradient=clip_gradient,
@@ -282,6 +314,81 @@ def _tf_reweight_hard_negatives(scaled_cosine, threshold, t, inverse_scale):
         return fused["reweight_forward"](scaled_cosine, threshold, t, inverse_scale), gradient
 
     return reweight(scaled_cosine)
+
+
+def fuses_target_write():
+    """Whether `clip_with_target` and `reweight_with_target` exist (TensorFlow)."""
+    return keras.backend.backend() == "tensorflow"
+
+
+def clip_with_target(values, indices, target, low, high):
+    """`scatter_update(clip(values, low, high), indices, target)`, one pass each way.
+
+    TensorFlow only (`fuses_target_write`): AdaFace's non-target clip and the write of
+    its target column as one XLA-compiled pass forward and one backward (the gradient of
+    a clipped or overwritten entry is 0, `tf.clip_by_value`'s gradient elsewhere), instead
+    of a clip, a scatter copy and their gradients: two `(B, C)` passes fewer each way.
+
+    Args:
+        values: float32 `(B, C)` scaled cosines.
+        indices: int32 `(B, 2)` target entries `(i, y_i)` (`MarginHead.target_indices`).
+        target: float32 `(B,)` target logits.
+        low: float. Lower bound of the clip.
+        high: float. Upper bound of the clip.
+    """
+    import tensorflow as tf  # TensorFlow-only branch.
+
+    fused = _tf_fused()
+    columns = indices[:, 1]
+    low, high = (tf.constant(bound, values.dtype) for bound in (low, high))
+
+    @tf.custom_gradient
+    def logits(values, target):
+        def gradient(upstream):
+            return (
+                fused["clip_write_backward"](upstream, values, columns, low, high),
+                tf.gather_nd(upstream, indices),
+            )
+
+        return fused["clip_write_forward"](values, columns, target, low, high), gradient
+
+    return logits(values, target)
+
+
+def reweight_with_target(scaled_cosine, indices, target, threshold, t, scale):
+    """`reweight_hard_negatives` with the target column written, one pass each way.
+
+    TensorFlow only (`fuses_target_write`): CurricularFace's non-target logits and the
+    write of its target column as one XLA-compiled pass forward and one backward.
+
+    Args:
+        scaled_cosine: float32 `(B, C)`, `z = s c`.
+        indices: int32 `(B, 2)` target entries `(i, y_i)`.
+        target: float32 `(B,)` target logits.
+        threshold: float32 `(B, 1)` hardness threshold on the scale of `z`.
+        t: float32 scalar, the moving average (no gradient).
+        scale: float. The scale `s`.
+    """
+    import tensorflow as tf  # TensorFlow-only branch.
+
+    fused = _tf_fused()
+    columns = indices[:, 1]
+    t = tf.cast(t, scaled_cosine.dtype)
+    inverse_scale = tf.constant(1.0 / scale, scaled_cosine.dtype)
+    params = (threshold, t, inverse_scale)
+
+    @tf.custom_gradient
+    def logits(scaled_cosine, target):
+        def gradient(upstream):
+            return (
+                fused["reweight_write_backward"](upstream, scaled_cosine, columns, *params),
+                tf.gather_nd(upstream, indices),
+            )
+
+        forward = fused["reweight_write_forward"](scaled_cosine, columns, target, *params)
+        return forward, gradient
+
+    return logits(scaled_cosine, target)
 
 
 def _label_error(layer_name, num_classes, bad_values):

@@ -241,6 +241,24 @@ class MarginHead(CosineClassifier):
         """
         return scaled_cosine
 
+    def margin_logits(self, scaled_cosine, labels, target_cosine, norms):
+        """The training logits: `scaled_nontarget_logits` with the target column written.
+
+        Args:
+            scaled_cosine: float32 `(B, C)` scaled class cosines.
+            labels: int32 `(B,)` target columns.
+            target_cosine: float32 `(B,)` target cosines, clipped to [-1, 1].
+            norms: float32 `(B,)` embedding norms.
+
+        Returns:
+            float32 `(B, C)` logits. AdaFace and CurricularFace fuse their `(B, C)`
+            non-target work with the write on TensorFlow (`backend_ops.clip_with_target`,
+            `backend_ops.reweight_with_target`).
+        """
+        logits = self.scaled_nontarget_logits(scaled_cosine, target_cosine, norms)
+        target = self.target_logits(target_cosine, norms)
+        return self.write_target(logits, labels, ops.cast(target, "float32"))
+
     def nontarget_logits(self, cosine, target_cosine, norms):
         """`scaled_nontarget_logits` from the plain class cosines `(B, C)`.
 
@@ -481,9 +499,7 @@ class MarginHead(CosineClassifier):
                 target_cosine = self.gather_target(cosine, labels)
             # "Update, then use": the references update their state before using it.
             self.update_state(scaled, target_cosine, norms)
-            logits = self.scaled_nontarget_logits(scaled, target_cosine, norms)
-            target = self.target_logits(target_cosine, norms)
-            logits = self.write_target(logits, labels, ops.cast(target, "float32"))
+            logits = self.margin_logits(scaled, labels, target_cosine, norms)
         if backend_ops.in_xla_compilation():
             # XLA (TensorFlow's `jit_compile=True`, the default of `fit` on GPUs) drops
             # the label checks' Asserts: bad labels were counted, their rows train nothing.

@@ -106,15 +106,32 @@ class CurricularFace(MarginHead):
         new_t = self.t_alpha * mean_target + (1.0 - self.t_alpha) * self.t.value
         self.assign_if_batch(self.t, new_t, count)
 
-    def scaled_nontarget_logits(self, scaled_cosine, target_cosine, norms):
-        # Hardness uses the raw cos(theta_y + m), without fallback (CurricularFace code),
-        # compared on the scale of the logits: s c > s cos(theta_y + m).
+    def hardness_threshold(self, target_cosine):
+        """`s cos(theta_y + m)`, `(B, 1)`: the raw target without fallback (the authors')."""
         raw_target = target_cosine * math.cos(self.margin) - safe_sine(target_cosine) * math.sin(
             self.margin
         )
-        threshold = ops.stop_gradient(ops.expand_dims(self.scale * raw_target, 1))
+        return ops.stop_gradient(ops.expand_dims(self.scale * raw_target, 1))
+
+    def scaled_nontarget_logits(self, scaled_cosine, target_cosine, norms):
+        # Hard negatives compared on the scale of the logits: s c > s cos(theta_y + m).
+        threshold = self.hardness_threshold(target_cosine)
         t = ops.stop_gradient(self.t.value)
         return backend_ops.reweight_hard_negatives(scaled_cosine, threshold, t, self.scale)
+
+    def margin_logits(self, scaled_cosine, labels, target_cosine, norms):
+        if not backend_ops.fuses_target_write():
+            return super().margin_logits(scaled_cosine, labels, target_cosine, norms)
+        # TensorFlow: the reweighting and the target write as one pass each way.
+        target = ops.cast(self.target_logits(target_cosine, norms), "float32")
+        return backend_ops.reweight_with_target(
+            scaled_cosine,
+            self.target_indices(labels),
+            target,
+            self.hardness_threshold(target_cosine),
+            ops.stop_gradient(self.t.value),
+            self.scale,
+        )
 
     def target_logits(self, target_cosine, norms):
         return self.scale * additive_angular_margin(target_cosine, self.margin, "cosface")
