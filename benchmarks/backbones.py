@@ -270,15 +270,23 @@ def torch_model_embedding(name):
     return 128 if name == "mobilefacenet" else 512
 
 
+def format_load():
+    """The 1, 5 and 15 minute load averages, as `uptime` prints them."""
+    return "/".join(f"{value:.2f}" for value in os.getloadavg())
+
+
 def main_compare(args, names):
     print(
         f"backend={keras.backend.backend()} device={describe_device()} "
         f"batch={args.batch_size} input={args.input_size[0]}x{args.input_size[1]} "
-        f"steps/round={args.steps} rounds={args.rounds} cpus={os.cpu_count()}"
+        f"steps/round={args.steps} rounds={args.rounds} cpus={os.cpu_count()} "
+        f"load={format_load()}"
     )
     rows = []
     for name in tqdm(names, desc="backbones", unit="model"):
         rows.extend(compare_with_torch(name, args))
+    # Other jobs on the machine slow both sides, PyTorch's thread pool more: say so.
+    print(f"load average at the end: {format_load()}")
     header = (
         f"{'model':<18} {'mode':<6} {'measure':<10} {'keras_face img/s':>17} "
         f"{'PyTorch img/s':>14} {'ratio':>6}"

@@ -9,6 +9,12 @@ per-round ratios (PyTorch time / Keras time; above 1 is Keras faster).
     python benchmarks/grouped_conv.py --rounds 5
     python benchmarks/grouped_conv.py --channels 320 --filters 640 --groups 40 --size 7
     KERAS_BACKEND=jax python benchmarks/grouped_conv.py --implementations dense
+    python benchmarks/grouped_conv.py --jit-compile --implementations grouped,dense,shifted
+    python benchmarks/grouped_conv.py --depthwise --jit-compile --stride 2
+
+`--jit-compile` compiles the TensorFlow step with XLA (`implementation="auto"` then
+resolves to `"shifted"` on a CPU); `--depthwise` times `keras_face.models.DepthwiseConv2D`
+(`native` and `shifted`, `--channels` channels) against `torch.nn.Conv2d(groups=channels)`.
 
 `native` (Keras' own grouped convolution) took over a minute per step on a 2-core CPU
 with TensorFlow and JAX; it is left out unless named in `--implementations`.
@@ -32,6 +38,15 @@ def parse_arguments(argv=None):
     parser.add_argument("--channels", type=int, default=128, help="input channels")
     parser.add_argument("--filters", type=int, default=128, help="output channels")
     parser.add_argument("--groups", type=int, default=64)
+    parser.add_argument("--stride", type=int, default=1)
+    parser.add_argument(
+        "--depthwise",
+        action="store_true",
+        help="time keras_face.models.DepthwiseConv2D instead (implementations auto,native,shifted)",
+    )
+    parser.add_argument(
+        "--jit-compile", action="store_true", help="TensorFlow: compile the step with XLA"
+    )
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--steps", type=int, default=2, help="timed steps per round")
     parser.add_argument(
@@ -42,7 +57,7 @@ def parse_arguments(argv=None):
     return parser.parse_args(argv)
 
 
-def keras_step(layer, images):
+def keras_step(layer, images, jit_compile=False):
     """A compiled forward + backward (gradients of sum(y^2) w.r.t. input and kernel)."""
     backend = keras.backend.backend()
     # Lazy imports: the running backend's framework only.
@@ -51,7 +66,7 @@ def keras_step(layer, images):
 
         inputs = tf.constant(images)
 
-        @tf.function
+        @tf.function(jit_compile=jit_compile)
         def step():
             with tf.GradientTape() as tape:
                 tape.watch(inputs)
@@ -85,8 +100,10 @@ def torch_step(args, images):
     import torch
 
     torch.set_num_threads(os.cpu_count())
+    groups = args.channels if args.depthwise else args.groups
+    filters = args.channels if args.depthwise else args.filters
     conv = torch.nn.Conv2d(
-        args.channels, args.filters, 3, padding=1, groups=args.groups, bias=False
+        args.channels, filters, 3, stride=args.stride, padding=1, groups=groups, bias=False
     )
     inputs = torch.tensor(images.transpose(0, 3, 1, 2).copy(), requires_grad=True)
 
@@ -112,20 +129,35 @@ def main(argv=None):
         .astype("float32")
     )
     steps = {}
-    for implementation in args.implementations.split(","):
-        layer = models.Conv2D(
-            args.filters,
-            3,
-            groups=args.groups,
-            padding="same",
-            use_bias=False,
-            implementation=implementation,
-        )
-        layer.build(images.shape)
-        label = implementation
-        if implementation == "auto":
-            label = f"auto ({layer.resolved_implementation()})"
-        steps[label] = keras_step(layer, images)
+    implementations = args.implementations
+    if args.depthwise and implementations == "auto,grouped,depthwise,dense":
+        implementations = "auto,native,shifted"
+    # Stride 2: explicit symmetric padding, as the backbones (and PyTorch's padding=1) do.
+    padding = "same" if args.stride == 1 else "valid"
+    keras_images = images
+    if args.stride != 1:
+        keras_images = np.pad(images, ((0, 0), (1, 1), (1, 1), (0, 0)))
+    for implementation in implementations.split(","):
+        if args.depthwise:
+            layer = models.DepthwiseConv2D(
+                3,
+                strides=args.stride,
+                padding=padding,
+                use_bias=False,
+                implementation=implementation,
+            )
+        else:
+            layer = models.Conv2D(
+                args.filters,
+                3,
+                strides=args.stride,
+                groups=args.groups,
+                padding=padding,
+                use_bias=False,
+                implementation=implementation,
+            )
+        layer.build(keras_images.shape)
+        steps[implementation] = keras_step(layer, keras_images, args.jit_compile)
     steps["pytorch"] = torch_step(args, images)
     for step in steps.values():
         step()  # tracing / compilation
@@ -133,10 +165,12 @@ def main(argv=None):
     for _ in range(args.rounds):
         for label, step in steps.items():
             seconds[label].append(timed(step, args.steps))
+    groups = args.channels if args.depthwise else args.groups
     print(
-        f"backend={keras.backend.backend()} batch={args.batch_size} size={args.size} "
-        f"channels={args.channels}->{args.filters} groups={args.groups} rounds={args.rounds} "
-        f"cpus={os.cpu_count()}"
+        f"backend={keras.backend.backend()} jit_compile={args.jit_compile} "
+        f"batch={args.batch_size} size={args.size} stride={args.stride} "
+        f"channels={args.channels}->{args.channels if args.depthwise else args.filters} "
+        f"groups={groups} rounds={args.rounds} cpus={os.cpu_count()}"
     )
     print(f"{'implementation':<22} {'fwd+bwd ms':>11} {'PyTorch / this':>15}")
     torch_seconds = np.array(seconds["pytorch"])

@@ -16,6 +16,7 @@ from keras_face.models.arcface_torch_weights import read_arcface_torch_state_dic
 from keras_face.models.conv2d import Conv2D
 from keras_face.models.counting import count_flops
 from keras_face.models.counting import count_parameters
+from keras_face.models.depthwise_conv2d import DepthwiseConv2D
 from keras_face.models.embedding import EMBEDDING_OUTPUTS
 from keras_face.models.embedding import apply_embedding_output
 from keras_face.models.embedding import check_embedding_backbone
@@ -78,6 +79,7 @@ __all__ = [
     "EMBEDDING_OUTPUTS",
     "FrozenScaleBatchNormalization",
     "Conv2D",
+    "DepthwiseConv2D",
     "WeightConversionError",
     "apply_embedding_output",
     "arcface_torch_architecture",

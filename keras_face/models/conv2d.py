@@ -22,15 +22,25 @@ count, outputs and gradients, and computes a grouped convolution as one of:
   backend. On the other backends it is `"native"`.
 - `"native"`: `keras.ops.conv` with the grouped kernel (`Conv2D`'s own computation),
   fastest where the backend has a grouped kernel (PyTorch, cuDNN on GPU).
+- `"shifted"`: the sum, over the `kh * kw` kernel positions and the `in_channels / G`
+  channels of a group, of a shifted (strided) slice of the padded input times one row of
+  the kernel: slices, multiplications and additions only, which XLA fuses into one loop.
+  It is what `keras_face.models.DepthwiseConv2D` computes under XLA on a CPU (one channel
+  per group); with several channels per group its backward pass is slower than `"dense"`.
+- `"patches"`: the `kh * kw` windows stacked into patches and contracted with the kernel
+  group by group (one einsum, batched over the groups): the grouped convolution's own
+  multiply-adds as batched matrix products.
 
 `"auto"` picks from measurements (`benchmarks/grouped_conv.py`, 2-core CPU, batch 8,
-forward + backward): `"grouped"` on TensorFlow (mbf's 64 groups of 2 channels at 56 x 56:
-73 ms against 177 ms depthwise, 252 ms dense and 64 s through `ops.conv`; VarGFaceNet's 40
-groups of 8 channels at 28 x 28: 62 ms against 228 ms depthwise and 658 ms dense; 10 groups
-at 14 x 14: 5.6 ms against 23 ms and 19 ms), falling back to the rule below where
-TensorFlow has no grouped kernel; native on the PyTorch backend and on GPUs; dense on JAX's
-CPU (XLA's CPU depthwise and grouped kernels are both slow: 0.97 s dense against 73 s
-native for the mbf shape); otherwise dense up to 24 groups and depthwise beyond.
+forward + backward): where XLA compiles for a CPU (TensorFlow's `jit_compile=True`, JAX),
+`"patches"` for 16 groups or more of 4 channels or more (VarGFaceNet's deep stages) and
+`"dense"` otherwise (XLA's CPU grouped convolution took 34 s for the mbf shape below,
+dense 0.20 s, shifted 0.41 s); else `"grouped"` on TensorFlow (mbf's 64 groups of 2
+channels at 56 x 56: 73 ms against 177 ms depthwise, 252 ms dense and 64 s through
+`ops.conv`; VarGFaceNet's 40 groups of 8 channels at 28 x 28: 62 ms against 228 ms
+depthwise and 658 ms dense; 10 groups at 14 x 14: 5.6 ms against 23 ms and 19 ms),
+falling back to the rule below where TensorFlow has no grouped kernel; native on the
+PyTorch backend and on GPUs; otherwise dense up to 24 groups and depthwise beyond.
 
 The class keeps Keras' name on purpose: Keras stores the weights of a model's layers in
 `.weights.h5` / `.keras` files under paths made from their class names (`conv2d`,
@@ -42,10 +52,14 @@ import functools
 
 import keras
 
-IMPLEMENTATIONS = ("auto", "grouped", "depthwise", "dense", "native")
+IMPLEMENTATIONS = ("auto", "grouped", "depthwise", "dense", "native", "shifted", "patches")
 # "auto" uses the block-diagonal dense kernel up to this many groups (G times the work;
 # measured crossover between 20 and 40 groups of 8 channels on CPU, TensorFlow and JAX).
 DENSE_MAX_GROUPS = 24
+# Under XLA on a CPU, "auto" contracts patches group by group from this many groups of at
+# least this many input channels (measured: 20 groups of 8 channels and more).
+PATCHES_MIN_GROUPS = 16
+PATCHES_MIN_CHANNELS = 4
 
 
 @functools.cache
@@ -63,6 +77,41 @@ def _has_accelerator():
 
         return jax.default_backend() != "cpu"
     return False
+
+
+def compiling_with_xla_for_cpu():
+    """Whether the computation being built is compiled by XLA for a CPU.
+
+    True on JAX with a CPU device (every JAX computation is XLA), and on TensorFlow
+    while a function compiled with XLA (`jit_compile=True`) is traced on a machine without
+    a GPU; false in TensorFlow's graph mode and eager mode and on PyTorch. XLA's CPU
+    convolutions with feature groups (depthwise and grouped) are several times slower than
+    the same arithmetic written as shifted slices, which XLA fuses into one loop.
+
+    Returns:
+        bool.
+
+    Example:
+        ```python
+        keras_face.models.conv2d.compiling_with_xla_for_cpu()
+        # False in eager TensorFlow
+        ```
+    """
+    backend = keras.backend.backend()
+    if backend == "jax":
+        return not _has_accelerator()
+    if backend != "tensorflow":
+        return False
+    # Lazy import: models/ must run on JAX and PyTorch without TensorFlow installed.
+    import tensorflow as tf
+
+    # No public equivalent: TensorFlow's own layers ask the same question this way.
+    from tensorflow.python.ops import control_flow_util
+
+    if tf.executing_eagerly():
+        return False
+    graph = tf.compat.v1.get_default_graph()
+    return control_flow_util.GraphOrParentsInXlaContext(graph) and not _has_accelerator()
 
 
 @functools.cache
@@ -85,7 +134,9 @@ def tensorflow_has_grouped_convolution():
     return True
 
 
-def select_implementation(groups, backend=None, accelerator=None):
+def select_implementation(
+    groups, backend=None, accelerator=None, xla_cpu=None, group_channels=None
+):
     """The implementation `"auto"` uses for a grouped convolution.
 
     Args:
@@ -93,29 +144,203 @@ def select_implementation(groups, backend=None, accelerator=None):
         backend: str. Keras backend name. Defaults to `keras.backend.backend()`.
         accelerator: bool. Whether the backend computes on a GPU/TPU. Defaults to what
             the backend reports.
+        xla_cpu: bool. Whether the convolution is compiled by XLA for a CPU. Defaults to
+            `compiling_with_xla_for_cpu()` (always true on JAX's CPU).
+        group_channels: int. Input channels per group (`in_channels / G`), if known.
+            Defaults to `None` (unknown: as if few).
 
     Returns:
-        `"grouped"`, `"native"`, `"dense"` or `"depthwise"`.
+        `"grouped"`, `"native"`, `"dense"`, `"patches"` or `"depthwise"`.
 
     Example:
         ```python
-        keras_face.models.conv2d.select_implementation(64, "jax", False)
-        # "dense"
+        keras_face.models.conv2d.select_implementation(64, "torch", False, False)
+        # "native"
         ```
     """
     backend = keras.backend.backend() if backend is None else backend
     if groups == 1:
         return "native"
+    accelerator = _has_accelerator() if accelerator is None else accelerator
+    if xla_cpu is None:
+        if backend == "jax":
+            xla_cpu = not accelerator
+        else:
+            xla_cpu = backend == keras.backend.backend() and compiling_with_xla_for_cpu()
+    # XLA's CPU depthwise and grouped convolutions are slow (mbf shape, forward +
+    # backward under TensorFlow's XLA: grouped 34 s, dense 0.20 s, shifted 0.41 s). Many
+    # groups of several channels: patches (JAX, forward + backward, batch 8: 40 groups of
+    # 8 at 7 x 7: 3.8 ms against 33 ms dense; 20 groups of 8 at 14 x 14: 9.1 against
+    # 30 ms; 10 groups of 8 at 28 x 28: 54 against 35 ms; mbf: 472 against 192 ms).
+    if xla_cpu:
+        if groups >= PATCHES_MIN_GROUPS and (group_channels or 0) >= PATCHES_MIN_CHANNELS:
+            return "patches"
+        return "dense"
     if backend == "tensorflow" and tensorflow_has_grouped_convolution():
         return "grouped"
-    accelerator = _has_accelerator() if accelerator is None else accelerator
     if backend == "torch" or accelerator:
         return "native"
-    # XLA's CPU depthwise and grouped convolutions are both slow (mbf shape, forward +
-    # backward: native 73 s, dense 0.97 s); TensorFlow's depthwise kernels are fast.
-    if backend == "jax" or groups <= DENSE_MAX_GROUPS:
+    if groups <= DENSE_MAX_GROUPS:
         return "dense"
     return "depthwise"
+
+
+def explicit_padding(size, kernel_size, stride, dilation, padding):
+    """`(before, after)` zeros that make a `"valid"` convolution equal `padding`.
+
+    Keras' (and TensorFlow's) `"same"`: `ceil(size / stride)` outputs, the odd zero
+    after; `"valid"`: none.
+
+    Args:
+        size: int. Input height or width.
+        kernel_size: int. Kernel height or width.
+        stride: int.
+        dilation: int.
+        padding: str. `"same"` or `"valid"`.
+
+    Returns:
+        `(before, after)`, ints.
+
+    Example:
+        ```python
+        keras_face.models.conv2d.explicit_padding(56, 3, 2, 1, "same")  # (0, 1)
+        ```
+    """
+    if padding == "valid":
+        return (0, 0)
+    extent = (kernel_size - 1) * dilation + 1
+    outputs = -(-size // stride)
+    total = max((outputs - 1) * stride + extent - size, 0)
+    return (total // 2, total - total // 2)
+
+
+def shifted_convolution(inputs, kernel, groups, strides, padding, dilation_rate):
+    """A grouped convolution as a sum of shifted slices times kernel rows (channels last).
+
+    For every kernel position `(i, j)` and every channel `c` of a group, the strided
+    window of the padded input that this position sees, channel `c` of each group,
+    times `kernel[i, j, c]` broadcast over the group's outputs; the sum of the
+    `kh * kw * in_channels / G` terms is the convolution. Only slices, multiplications
+    and additions: XLA fuses them, and their gradients, into a few loops.
+
+    Args:
+        inputs: tensor `(batch, height, width, in_channels)` with static height and width.
+        kernel: tensor `(kh, kw, in_channels / groups, filters)` (Keras' grouped layout;
+            a depthwise kernel `(kh, kw, C, M)` reshaped to `(kh, kw, 1, C * M)`).
+        groups: int.
+        strides: `(int, int)`.
+        padding: str. `"same"` or `"valid"`.
+        dilation_rate: `(int, int)`.
+
+    Returns:
+        Tensor `(batch, out_height, out_width, filters)`.
+
+    Example:
+        ```python
+        from keras_face.models.conv2d import shifted_convolution
+        outputs = shifted_convolution(
+            keras.random.normal((2, 8, 8, 4)), keras.random.normal((3, 3, 2, 6)),
+            groups=2, strides=(1, 1), padding="same", dilation_rate=(1, 1),
+        )  # (2, 8, 8, 6)
+        ```
+    """
+    height, width, group_in, filters = kernel.shape
+    group_out = filters // groups
+    windows, outputs_size = _windows(inputs, (height, width), strides, padding, dilation_rate)
+    # One axis per group when groups hold several channels or give several outputs.
+    per_group = group_in > 1 or group_out > 1
+    if per_group:
+        kernel = keras.ops.reshape(kernel, (height, width, group_in, groups, group_out))
+    outputs = None
+    for (row, column), window in windows:
+        if per_group:
+            window = keras.ops.reshape(
+                window, (-1, outputs_size[0], outputs_size[1], groups, group_in)
+            )
+        for channel in range(group_in):
+            if per_group:
+                # (batch, h, w, G, 1) * (G, group_out) -> (batch, h, w, G, group_out).
+                term = window[..., channel : channel + 1] * kernel[row, column, channel]
+            else:
+                term = window * kernel[row, column, 0]
+            outputs = term if outputs is None else outputs + term
+    if per_group:
+        outputs = keras.ops.reshape(outputs, (-1, outputs_size[0], outputs_size[1], filters))
+    return outputs
+
+
+def patches_convolution(inputs, kernel, groups, strides, padding, dilation_rate):
+    """A grouped convolution as one contraction of the input's patches, group by group.
+
+    The `kh * kw` strided windows of the padded input are stacked into patches
+    `(batch, h, w, G, in_channels / G, kh * kw)` and contracted with the kernel
+    `(kh * kw, in_channels / G, G, filters / G)` over the last two axes, batched over the
+    groups: exactly the grouped convolution's multiply-adds (no zero blocks, unlike
+    `"dense"`), as one einsum that XLA compiles to batched matrix products. Fastest under
+    XLA on a CPU for many groups of several channels (VarGFaceNet's deep stages).
+
+    Args:
+        inputs: tensor `(batch, height, width, in_channels)` with static height and width.
+        kernel: tensor `(kh, kw, in_channels / groups, filters)`.
+        groups: int.
+        strides: `(int, int)`.
+        padding: str. `"same"` or `"valid"`.
+        dilation_rate: `(int, int)`.
+
+    Returns:
+        Tensor `(batch, out_height, out_width, filters)`.
+
+    Example:
+        ```python
+        from keras_face.models.conv2d import patches_convolution
+        outputs = patches_convolution(
+            keras.random.normal((2, 8, 8, 16)), keras.random.normal((3, 3, 8, 4)),
+            groups=2, strides=(1, 1), padding="same", dilation_rate=(1, 1),
+        )  # (2, 8, 8, 4)
+        ```
+    """
+    height, width, group_in, filters = kernel.shape
+    group_out = filters // groups
+    windows, outputs_size = _windows(inputs, (height, width), strides, padding, dilation_rate)
+    patches = keras.ops.stack([window for _, window in windows], axis=-1)
+    patches = keras.ops.reshape(
+        patches, (-1, outputs_size[0], outputs_size[1], groups, group_in, height * width)
+    )
+    # (kh, kw, group_in, filters) -> (kh * kw, group_in, G, group_out).
+    kernel = keras.ops.reshape(kernel, (height * width, group_in, groups, group_out))
+    outputs = keras.ops.einsum("bhwgcp,pcgm->bhwgm", patches, kernel)
+    return keras.ops.reshape(outputs, (-1, outputs_size[0], outputs_size[1], filters))
+
+
+def _windows(inputs, kernel_size, strides, padding, dilation_rate):
+    """`[((row, column), window)]` of the padded input that each kernel position sees.
+
+    Each window is the strided slice `(batch, out_height, out_width, channels)`; also
+    returns `(out_height, out_width)`.
+    """
+    pads = [
+        explicit_padding(size, extent, stride, dilation, padding)
+        for size, extent, stride, dilation in zip(
+            inputs.shape[1:3], kernel_size, strides, dilation_rate
+        )
+    ]
+    if any(sum(pad) for pad in pads):
+        inputs = keras.ops.pad(inputs, [(0, 0), pads[0], pads[1], (0, 0)])
+    outputs_size = [
+        (size - (extent - 1) * dilation - 1) // stride + 1
+        for size, extent, stride, dilation in zip(
+            inputs.shape[1:3], kernel_size, strides, dilation_rate
+        )
+    ]
+    windows = []
+    for row in range(kernel_size[0]):
+        top = row * dilation_rate[0]
+        rows = slice(top, top + (outputs_size[0] - 1) * strides[0] + 1, strides[0])
+        for column in range(kernel_size[1]):
+            left = column * dilation_rate[1]
+            columns = slice(left, left + (outputs_size[1] - 1) * strides[1] + 1, strides[1])
+            windows.append(((row, column), inputs[:, rows, columns]))
+    return windows, outputs_size
 
 
 @keras.saving.register_keras_serializable(package="keras_face")
@@ -126,16 +351,17 @@ class Conv2D(keras.layers.Conv2D):
     filters)`, `bias`), parameter count, outputs and gradients as `keras.layers.Conv2D`
     with the same `groups`, so weight files of one load into the other. Only the
     computation differs (see the module docstring): a sum of depthwise convolutions, a
-    block-diagonal dense convolution or the backend's grouped convolution.
+    block-diagonal dense convolution, a sum of shifted slices (under XLA on a CPU) or the
+    backend's grouped convolution.
 
     Args:
         filters: int. Output channels, divisible by `groups`.
         kernel_size: int or (int, int).
         groups: int. Number of groups; the input channels must be divisible by it.
             Defaults to `1`.
-        implementation: str. `"auto"`, `"grouped"`, `"depthwise"`, `"dense"` or `"native"`;
-            `"auto"` chooses per backend, device and group count
-            (`select_implementation`). Defaults to `"auto"`.
+        implementation: str. `"auto"`, `"grouped"`, `"depthwise"`, `"dense"`, `"native"`
+            or `"shifted"`; `"auto"` chooses per backend, device, compiler and group count
+            (`select_implementation`), each time the layer is traced. Defaults to `"auto"`.
         **kwargs: the other arguments of `keras.layers.Conv2D` (`strides`, `padding`,
             `dilation_rate`, `use_bias`, initializers, regularizers, ...).
 
@@ -162,18 +388,30 @@ class Conv2D(keras.layers.Conv2D):
         self.implementation = implementation
 
     def resolved_implementation(self):
-        """The implementation this layer computes with (`"auto"` resolved)."""
+        """The implementation this layer computes with now (`"auto"` resolved).
+
+        Under `"auto"` the answer depends on where the layer is called: `"shifted"` while
+        XLA compiles for a CPU, TensorFlow's grouped kernel in its graph mode, ....
+        """
         if self.data_format != "channels_last" or self.groups == 1:
             return "native"
         implementation = self.implementation
         if implementation == "auto":
-            implementation = select_implementation(self.groups)
+            group_channels = None
+            if self.built:
+                group_channels = self.kernel.shape[2]
+            implementation = select_implementation(self.groups, group_channels=group_channels)
         if implementation == "grouped" and keras.backend.backend() != "tensorflow":
             return "native"
         return implementation
 
     def convolution_op(self, inputs, kernel):
         implementation = self.resolved_implementation()
+        if implementation in ("shifted", "patches") and None not in inputs.shape[1:3]:
+            function = shifted_convolution if implementation == "shifted" else patches_convolution
+            return function(
+                inputs, kernel, self.groups, self.strides, self.padding, self.dilation_rate
+            )
         if implementation == "depthwise":
             return self._depthwise_sum(inputs, kernel)
         if implementation == "grouped":

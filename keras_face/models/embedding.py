@@ -16,6 +16,7 @@ import keras
 
 from keras_face.models.blocks import BATCH_NORM_MOMENTUM
 from keras_face.models.blocks import apply_batch_normalization
+from keras_face.models.depthwise_conv2d import DepthwiseConv2D
 from keras_face.models.frozen_scale_batch_normalization import FrozenScaleBatchNormalization
 
 EMBEDDING_OUTPUTS = ("E", "F", "J", "GAP", "GDC")
@@ -192,7 +193,7 @@ def apply_embedding_output(
     output = validate_embedding_output(output)
     if output == "GDC":
         height, width = x.shape[1], x.shape[2]
-        x = keras.layers.DepthwiseConv2D(
+        x = DepthwiseConv2D(
             (height, width),
             padding="valid",
             use_bias=False,
