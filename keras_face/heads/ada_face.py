@@ -147,20 +147,24 @@ class AdaFace(MarginHead):
             self.batch_std, alpha * std + (1.0 - alpha) * self.batch_std.value, count
         )
 
+    def scaled_bounds(self):
+        """`s (-1 + eps), s (1 - eps)`: the non-target clip of the scaled cosines.
+
+        s cos(clip(arccos c, eps, pi - eps)) equals s c for c within 1 - eps of +-1, and
+        s clip(c, -1 + eps, 1 - eps) is one clip of s c (s > 0; exact for s = 64).
+        """
+        return self.scale * (-1.0 + self.epsilon), self.scale * (1.0 - self.epsilon)
+
     def scaled_nontarget_logits(self, scaled_cosine, target_cosine, norms):
-        # s cos(clip(arccos c, eps, pi - eps)) equals s c for c within 1 - eps of +-1;
-        # s clip(c, -1 + eps, 1 - eps) taken as one clip of s c (s > 0; exact for s = 64).
-        low, high = -1.0 + self.epsilon, 1.0 - self.epsilon
-        return backend_ops.clip_values(scaled_cosine, self.scale * low, self.scale * high)
+        return backend_ops.clip_values(scaled_cosine, *self.scaled_bounds())
 
     def margin_logits(self, scaled_cosine, labels, target_cosine, norms):
         if not backend_ops.fuses_target_write():
             return super().margin_logits(scaled_cosine, labels, target_cosine, norms)
         # TensorFlow: the clip and the target write as one pass each way.
         target = ops.cast(self.target_logits(target_cosine, norms), "float32")
-        low, high = -1.0 + self.epsilon, 1.0 - self.epsilon
         return backend_ops.clip_with_target(
-            scaled_cosine, self.target_indices(labels), target, self.scale * low, self.scale * high
+            scaled_cosine, self.target_indices(labels), target, *self.scaled_bounds()
         )
 
     def target_logits(self, target_cosine, norms):

@@ -174,102 +174,7 @@ def clip_values(values, low, high):
     """
     if keras.backend.backend() != "tensorflow":
         return ops.clip(values, low, high)
-    import tensorflow as tf  # TensorFlow-only branch.
-
-    @tf.custom_gradient
-    def clip(values):
-        clipped = tf.clip_by_value(values, low, high)
-
-        def gradient(upstream):
-            # Bounds as tensors: one trace for every head and bound.
-            bounds = [tf.constant(bound, upstream.dtype) for bound in (low, high)]
-            return _tf_fused()["clip_gradient"](upstream, values, *bounds)
-
-        return clipped, gradient
-
-    return clip(values)
-
-
-def _tf_fused():
-    """TensorFlow functions compiled by XLA for the `(B, C)` elementwise work of margins.
-
-    Built once (a `tf.function` per process, traced per dtype and shape). In graph mode
-    TensorFlow runs each elementwise op as its own pass over the matrix; a compiled
-    function fuses them into one. Nested in an XLA-compiled step they are inlined.
-    """
-    if _TF_FUSED:
-        return _TF_FUSED
-    import tensorflow as tf  # TensorFlow-only branch.
-
-    @tf.function(jit_compile=True, autograph=False)
-    def max_forward(values):
-        return tf.reduce_max(values, axis=-1)
-
-    @tf.function(jit_compile=True, autograph=False)
-    def max_backward(upstream, values, largest):
-        # TensorFlow's own gradient of a max: shared equally by exact ties.
-        selected = tf.equal(values, largest[..., None])
-        count = tf.reduce_sum(tf.cast(selected, upstream.dtype), axis=-1, keepdims=True)
-        return tf.where(selected, upstream[..., None] / count, tf.zeros_like(values))
-
-    @tf.function(jit_compile=True, autograph=False)
-    def clip_gradient(upstream, values, low, high):
-        inside = tf.logical_and(values >= low, values <= high)
-        return tf.where(inside, upstream, tf.zeros_like(upstream))
-
-    @tf.function(jit_compile=True, autograph=False)
-    def reweight_forward(scaled_cosine, threshold, t, inverse_scale):
-        weight = t + inverse_scale * scaled_cosine
-        return scaled_cosine * tf.where(scaled_cosine > threshold, weight, 1.0)
-
-    @tf.function(jit_compile=True, autograph=False)
-    def reweight_backward(upstream, scaled_cosine, threshold, t, inverse_scale):
-        weight = t + 2.0 * inverse_scale * scaled_cosine
-        return upstream * tf.where(scaled_cosine > threshold, weight, 1.0)
-
-    def target_mask(matrix, columns):
-        width = tf.shape(matrix)[1]
-        return tf.equal(tf.range(width)[None, :], columns[:, None])
-
-    @tf.function(jit_compile=True, autograph=False, reduce_retracing=True)
-    def clip_write_forward(values, columns, target, low, high):
-        clipped = tf.clip_by_value(values, low, high)
-        return tf.where(target_mask(values, columns), target[:, None], clipped)
-
-    @tf.function(jit_compile=True, autograph=False, reduce_retracing=True)
-    def clip_write_backward(upstream, values, columns, low, high):
-        keep = tf.logical_and(values >= low, values <= high)
-        keep = tf.logical_and(keep, tf.logical_not(target_mask(values, columns)))
-        return tf.where(keep, upstream, tf.zeros_like(upstream))
-
-    @tf.function(jit_compile=True, autograph=False, reduce_retracing=True)
-    def reweight_write_forward(scaled_cosine, columns, target, threshold, t, inverse_scale):
-        weight = t + inverse_scale * scaled_cosine
-        logits = scaled_cosine * tf.where(scaled_cosine > threshold, weight, 1.0)
-        return tf.where(target_mask(scaled_cosine, columns), target[:, None], logits)
-
-    @tf.function(jit_compile=True, autograph=False, reduce_retracing=True)
-    def reweight_write_backward(upstream, scaled_cosine, columns, threshold, t, inverse_scale):
-        weight = t + 2.0 * inverse_scale * scaled_cosine
-        gradient = upstream * tf.where(scaled_cosine > threshold, weight, 1.0)
-        mask = target_mask(scaled_cosine, columns)
-        return tf.where(mask, tf.zeros_like(gradient), gradient)
-
-    _TF_FUSED.update(
-        clip_write_forward=clip_write_forward,
-        clip_write_backward=clip_write_backward,
-        reweight_write_forward=reweight_write_forward,
-        reweight_write_backward=reweight_write_backward,
-        max_forward=max_forward,
-        max_backward=max_backward,
-        clip_gradient=clip_gradient,
-        reweight_forward=reweight_forward,
-        reweight_backward=reweight_backward,
-    )
-    return _TF_FUSED
-
-
-_TF_FUSED = {}
+    return _tf_elementwise("clip", values, (low, high))
 
 
 def reweight_hard_negatives(scaled_cosine, threshold, t, scale):
@@ -294,26 +199,7 @@ def reweight_hard_negatives(scaled_cosine, threshold, t, scale):
     if keras.backend.backend() != "tensorflow":
         hard = ops.greater(scaled_cosine, threshold)
         return scaled_cosine * ops.where(hard, t + scaled_cosine * inverse_scale, 1.0)
-    return _tf_reweight_hard_negatives(scaled_cosine, threshold, t, inverse_scale)
-
-
-def _tf_reweight_hard_negatives(scaled_cosine, threshold, t, inverse_scale):
-    import tensorflow as tf  # TensorFlow-only branch.
-
-    fused = _tf_fused()
-    # As tensors: one trace for every head.
-    t = tf.cast(t, scaled_cosine.dtype)
-    inverse_scale = tf.constant(inverse_scale, scaled_cosine.dtype)
-
-    @tf.custom_gradient
-    def reweight(scaled_cosine):
-        def gradient(upstream):
-            # No gradient to the threshold, t or the scale (detached in the references).
-            return fused["reweight_backward"](upstream, scaled_cosine, threshold, t, inverse_scale)
-
-        return fused["reweight_forward"](scaled_cosine, threshold, t, inverse_scale), gradient
-
-    return reweight(scaled_cosine)
+    return _tf_elementwise("reweight", scaled_cosine, (threshold, t, inverse_scale))
 
 
 def fuses_target_write():
@@ -336,23 +222,7 @@ def clip_with_target(values, indices, target, low, high):
         low: float. Lower bound of the clip.
         high: float. Upper bound of the clip.
     """
-    import tensorflow as tf  # TensorFlow-only branch.
-
-    fused = _tf_fused()
-    columns = indices[:, 1]
-    low, high = (tf.constant(bound, values.dtype) for bound in (low, high))
-
-    @tf.custom_gradient
-    def logits(values, target):
-        def gradient(upstream):
-            return (
-                fused["clip_write_backward"](upstream, values, columns, low, high),
-                tf.gather_nd(upstream, indices),
-            )
-
-        return fused["clip_write_forward"](values, columns, target, low, high), gradient
-
-    return logits(values, target)
+    return _tf_elementwise("clip", values, (low, high), indices, target)
 
 
 def reweight_with_target(scaled_cosine, indices, target, threshold, t, scale):
@@ -369,26 +239,109 @@ def reweight_with_target(scaled_cosine, indices, target, threshold, t, scale):
         t: float32 scalar, the moving average (no gradient).
         scale: float. The scale `s`.
     """
+    params = (threshold, t, 1.0 / scale)
+    return _tf_elementwise("reweight", scaled_cosine, params, indices, target)
+
+
+def _tf_elementwise(kind, values, params, indices=None, target=None):
+    """`kind` (`"clip"`, `"reweight"`) of `values` as one XLA-compiled pass each way.
+
+    With `indices` and `target`, the target entries are written in the same pass (their
+    gradient goes to `target`, none to `values` there).
+    """
     import tensorflow as tf  # TensorFlow-only branch.
 
     fused = _tf_fused()
-    columns = indices[:, 1]
-    t = tf.cast(t, scaled_cosine.dtype)
-    inverse_scale = tf.constant(1.0 / scale, scaled_cosine.dtype)
-    params = (threshold, t, inverse_scale)
+    # Parameters as tensors: one trace for every head and value.
+    params = tuple(tf.cast(param, values.dtype) for param in params)
+    columns = None if indices is None else indices[:, 1]
 
     @tf.custom_gradient
-    def logits(scaled_cosine, target):
+    def apply(values, *target_input):
+        written = target_input[0] if target_input else None
+
         def gradient(upstream):
-            return (
-                fused["reweight_write_backward"](upstream, scaled_cosine, columns, *params),
-                tf.gather_nd(upstream, indices),
-            )
+            grad = fused[f"{kind}_backward"](upstream, values, columns, *params)
+            if written is None:
+                return grad
+            return grad, tf.gather_nd(upstream, indices)
 
-        forward = fused["reweight_write_forward"](scaled_cosine, columns, target, *params)
-        return forward, gradient
+        return fused[f"{kind}_forward"](values, columns, written, *params), gradient
 
-    return logits(scaled_cosine, target)
+    return apply(values) if target is None else apply(values, target)
+
+
+def _tf_fused():
+    """TensorFlow functions compiled by XLA for the `(B, C)` elementwise work of margins.
+
+    Built once (a `tf.function` per process, traced per dtype and shape). In graph mode
+    TensorFlow runs each elementwise op as its own pass over the matrix; a compiled
+    function fuses them into one. Nested in an XLA-compiled step they are inlined.
+    """
+    if _TF_FUSED:
+        return _TF_FUSED
+    import tensorflow as tf  # TensorFlow-only branch.
+
+    def compiled(function):
+        return tf.function(function, jit_compile=True, autograph=False, reduce_retracing=True)
+
+    @compiled
+    def max_forward(values):
+        return tf.reduce_max(values, axis=-1)
+
+    @compiled
+    def max_backward(upstream, values, largest):
+        # TensorFlow's own gradient of a max: shared equally by exact ties.
+        selected = tf.equal(values, largest[..., None])
+        count = tf.reduce_sum(tf.cast(selected, upstream.dtype), axis=-1, keepdims=True)
+        return tf.where(selected, upstream[..., None] / count, tf.zeros_like(values))
+
+    def target_mask(matrix, columns):
+        width = tf.shape(matrix)[1]
+        return tf.equal(tf.range(width)[None, :], columns[:, None])
+
+    def fuse(value, slope):
+        # `columns` None: the elementwise work alone; else the target entries are written.
+        def forward(values, columns, target, *params):
+            result = value(values, *params)
+            if columns is None:
+                return result
+            return tf.where(target_mask(values, columns), target[:, None], result)
+
+        def backward(upstream, values, columns, *params):
+            grad = slope(upstream, values, *params)
+            if columns is None:
+                return grad
+            return tf.where(target_mask(values, columns), tf.zeros_like(grad), grad)
+
+        return compiled(forward), compiled(backward)
+
+    # The elementwise margin work: for each kind, its value and its gradient
+    # (`upstream` times the derivative), from the input and the kind's parameters (no
+    # gradient to the parameters: detached in the references).
+    def clip_value(values, low, high):
+        return tf.clip_by_value(values, low, high)
+
+    def clip_gradient(upstream, values, low, high):
+        inside = tf.logical_and(values >= low, values <= high)
+        return tf.where(inside, upstream, tf.zeros_like(upstream))
+
+    def reweight_value(scaled_cosine, threshold, t, inverse_scale):
+        weight = t + inverse_scale * scaled_cosine
+        return scaled_cosine * tf.where(scaled_cosine > threshold, weight, 1.0)
+
+    def reweight_gradient(upstream, scaled_cosine, threshold, t, inverse_scale):
+        weight = t + 2.0 * inverse_scale * scaled_cosine
+        return upstream * tf.where(scaled_cosine > threshold, weight, 1.0)
+
+    kinds = {"clip": (clip_value, clip_gradient), "reweight": (reweight_value, reweight_gradient)}
+    _TF_FUSED.update(max_forward=max_forward, max_backward=max_backward)
+    for kind, (value, slope) in kinds.items():
+        _TF_FUSED[f"{kind}_forward"], _TF_FUSED[f"{kind}_backward"] = fuse(value, slope)
+    return _TF_FUSED
+
+
+_TF_FUSED = {}
 
 
 def _label_error(layer_name, num_classes, bad_values):

@@ -386,12 +386,18 @@ class MarginHead(CosineClassifier):
             target = target / scale
         return target + ops.stop_gradient(ops.clip(target, -1.0, 1.0) - target)
 
-    def scaled_cosines(self, normalized, norms):
+    def scaled_cosines(self, normalized, norms, kernel=None):
         """`logit_scale(norms) * cos`, `(B, C)`, and the scale if it was folded.
 
         A scalar scale (every head but SphereFace on raw features) is multiplied into the
         `(C,)` inverse column norms (`cosine_matrix(..., scale=)`): no `(B, C)` product
         forward or backward. A per-row scale multiplies the matrix.
+
+        Args:
+            normalized: float32 `(B, D)` unit embeddings.
+            norms: float32 `(B,)` embedding norms.
+            kernel: optional kernel of a subset of the columns (see `cosine_matrix`).
+                Defaults to `self.kernel`.
 
         Returns:
             `(scaled_cosine, scale, cosine)`: `cosine` is the plain `(B, C)` matrix when
@@ -399,9 +405,34 @@ class MarginHead(CosineClassifier):
         """
         scale = self.logit_scale(norms)
         if isinstance(scale, (int, float)) or len(scale.shape) == 0:
-            return self.cosine_matrix(normalized, scale=scale), scale, None
-        cosine = self.cosine_matrix(normalized)
+            return self.cosine_matrix(normalized, kernel, scale=scale), scale, None
+        cosine = self.cosine_matrix(normalized, kernel)
         return scale * cosine, scale, cosine
+
+    def training_logits(self, scaled_cosines, labels, norms):
+        """The training logits from `scaled_cosines`'s result and the target columns.
+
+        Reads the target cosines, updates the state ("update, then use", as the
+        references) and applies the margin (`margin_logits`); a head without a margin
+        returns the scaled cosines.
+
+        Args:
+            scaled_cosines: the `(scaled_cosine, scale, cosine)` of `scaled_cosines`.
+            labels: int32 `(B,)` target columns, in range.
+            norms: float32 `(B,)` embedding norms.
+
+        Returns:
+            float32 `(B, C)` logits.
+        """
+        scaled, scale, cosine = scaled_cosines
+        if not self.has_margin:
+            return scaled
+        if cosine is None:
+            target_cosine = self.gather_target(scaled, labels, scale=scale)
+        else:
+            target_cosine = self.gather_target(cosine, labels)
+        self.update_state(scaled, target_cosine, norms)
+        return self.margin_logits(scaled, labels, target_cosine, norms)
 
     def write_target(self, logits, labels, target):
         """Put `target` (B,) in column `labels` (B,) of `logits` (B, C) by a scatter.
@@ -486,20 +517,11 @@ class MarginHead(CosineClassifier):
                 f"Received: embeddings shape={tuple(embeddings.shape)}"
             )
         normalized, norms = self.normalize(embeddings)
-        scaled, scale, cosine = self.scaled_cosines(normalized, norms)
+        scaled_cosines = self.scaled_cosines(normalized, norms)
         if labels is None or not training:
-            return scaled
+            return scaled_cosines[0]
         labels = self._validate_labels(labels, embeddings)
-        if not self.has_margin:
-            logits = scaled
-        else:
-            if cosine is None:
-                target_cosine = self.gather_target(scaled, labels, scale=scale)
-            else:
-                target_cosine = self.gather_target(cosine, labels)
-            # "Update, then use": the references update their state before using it.
-            self.update_state(scaled, target_cosine, norms)
-            logits = self.margin_logits(scaled, labels, target_cosine, norms)
+        logits = self.training_logits(scaled_cosines, labels, norms)
         if backend_ops.in_xla_compilation():
             # XLA (TensorFlow's `jit_compile=True`, the default of `fit` on GPUs) drops
             # the label checks' Asserts: bad labels were counted, their rows train nothing.

@@ -424,29 +424,11 @@ class PartialFC(keras.layers.Layer):
 
         normalized, norms = head.normalize(embeddings)
         kernel = self._sampled_kernel(classes, table)
-        # `MarginHead.call` over the sampled columns: a scalar logit scale is folded into
-        # the (S,) inverse column norms (no (B, S) product forward or backward), as the
-        # head's `scaled_cosines` does over all its columns.
-        scale = head.logit_scale(norms)
-        if isinstance(scale, (int, float)) or len(scale.shape) == 0:
-            scaled = head.cosine_matrix(normalized, kernel, scale=scale)
-            cosine = None
-        else:
-            cosine = head.cosine_matrix(normalized, kernel)
-            scaled = scale * cosine
-        if not head.has_margin:
-            logits = scaled
-        else:
-            # Target columns < S <= C, so the head's gather and scatter stay in range
-            # (a -1 column gives a NaN row).
-            if cosine is None:
-                target_cosine = head.gather_target(scaled, target_columns, scale=scale)
-            else:
-                target_cosine = head.gather_target(cosine, target_columns)
-            head.update_state(scaled, target_cosine, norms)
-            logits = head.scaled_nontarget_logits(scaled, target_cosine, norms)
-            target = head.target_logits(target_cosine, norms)
-            logits = head.write_target(logits, target_columns, ops.cast(target, "float32"))
+        # `MarginHead.call` over the sampled columns (a scalar logit scale folded into the
+        # (S,) inverse column norms). Target columns < S <= C, so the head's gather and
+        # scatter stay in range (a -1 column gives a NaN row).
+        scaled_cosines = head.scaled_cosines(normalized, norms, kernel)
+        logits = head.training_logits(scaled_cosines, target_columns, norms)
         return ops.where(valid[None, :], logits, PADDING_LOGIT)
 
     def get_config(self):
