@@ -16,6 +16,7 @@ import numpy as np
 from keras import ops
 
 from keras_face.heads.base import MarginHead
+from keras_face.heads.class_sampling_layer import ClassSamplingLayer
 from keras_face.heads.partial_fc import PADDING_LOGIT
 from keras_face.heads.partial_fc import _validate_sample_rate
 from keras_face.heads.partial_fc import sampling_keys
@@ -57,7 +58,7 @@ def _margin_logits(head, cosine, columns, norms):
 
 
 @keras.saving.register_keras_serializable(package="keras_face")
-class ClassShardedClassifier(keras.layers.Layer):
+class ClassShardedClassifier(ClassSamplingLayer):
     """A margin head whose classes are split over devices, with optional per-shard sampling.
 
     Wraps any `keras_face.heads` margin head (sub-centres included; stateless to sample,
@@ -211,20 +212,6 @@ class ClassShardedClassifier(keras.layers.Layer):
         return keras.distribution.ModelParallel(layout_map=layout_map, batch_dim_name=axis_name)
 
     @property
-    def input_dtype(self):
-        return "float32"
-
-    @property
-    def samples(self):
-        """Whether training calls sample (`sample_rate < 1`)."""
-        return self.sample_rate < 1.0
-
-    @property
-    def kernel(self):
-        """The wrapped head's whole `(embedding_dim, num_classes * sub_centers)` kernel."""
-        return self.head.kernel
-
-    @property
     def columns_per_shard(self):
         """Static number of logit columns per shard in a sampled training step (for `B`)."""
         return self._columns_per_shard(None)
@@ -242,52 +229,7 @@ class ClassShardedClassifier(keras.layers.Layer):
                 f"Received: head={self.head.__class__.__name__} with "
                 f"sample_rate={self.sample_rate}"
             )
-        if not self.head.built:
-            self.head.build(input_shape)
-        self.step = self.add_weight(
-            name="step",
-            shape=(),
-            dtype="int32",
-            initializer="zeros",
-            trainable=False,
-            aggregation="only_first_replica",
-        )
-        self.class_columns = self.add_weight(
-            name="class_columns",
-            shape=(self.num_classes + 1,),
-            dtype="int32",
-            initializer=keras.initializers.Constant(-1),
-            trainable=False,
-            aggregation="only_first_replica",
-        )
-
-    def compute_output_shape(self, input_shape):
-        return self.head.compute_output_shape(input_shape)
-
-    # ----------------------------------------------------------------------------------
-    @property
-    def sampled_classes(self):
-        """The classes of the last sampled training step, ascending: NumPy int32."""
-        if not self.built:
-            return np.zeros((0,), np.int32)
-        columns = ops.convert_to_numpy(self.class_columns.value)[: self.num_classes]
-        return np.flatnonzero(columns >= 0).astype(np.int32)
-
-    def remap_labels(self, labels):
-        """Class ids to their columns in the last training logits (identity if r = 1).
-
-        Args:
-            labels: integer tensor of class ids, any shape.
-
-        Returns:
-            int32 tensor of the same shape (`-1` for a class not sampled); `labels`
-            when `sample_rate=1.0`.
-        """
-        if not self.samples:
-            return labels
-        labels = ops.cast(labels, "int32")
-        in_range = ops.logical_and(labels >= 0, labels < self.num_classes)
-        return ops.take(self.class_columns, ops.where(in_range, labels, self.num_classes))
+        super().build(input_shape)
 
     def _local_sample(self, labels, step, shard, num_columns):
         """One shard's sampled local classes `(S,)` (padding `>= C/n`) and their count."""

@@ -14,6 +14,7 @@ import numpy as np
 from keras import ops
 
 from keras_face.heads.base import MarginHead
+from keras_face.heads.class_sampling_layer import ClassSamplingLayer
 
 # Logit of a padding column: exp(-1e9 - max) is exactly 0 in float32 at any logit scale a
 # head uses, so a padding column takes no probability and passes no gradient.
@@ -207,7 +208,7 @@ def _validate_sample_rate(sample_rate):
 
 
 @keras.saving.register_keras_serializable(package="keras_face")
-class PartialFC(keras.layers.Layer):
+class PartialFC(ClassSamplingLayer):
     """Partial FC: a margin head trained on a sampled subset of its classes.
 
     Wraps any `keras_face.heads` margin head (sub-centres included) and reuses its
@@ -297,77 +298,6 @@ class PartialFC(keras.layers.Layer):
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
             raise ValueError(f"seed must be a non-negative integer. Received: seed={seed!r}")
         self.seed = int(seed)
-
-    @property
-    def input_dtype(self):
-        return "float32"
-
-    @property
-    def samples(self):
-        """Whether training calls sample (`sample_rate < 1`)."""
-        return self.sample_rate < 1.0
-
-    @property
-    def kernel(self):
-        """The wrapped head's whole `(embedding_dim, num_classes * sub_centers)` kernel."""
-        return self.head.kernel
-
-    def build(self, input_shape):
-        if not self.head.built:
-            self.head.build(input_shape)
-        self.step = self.add_weight(
-            name="step",
-            shape=(),
-            dtype="int32",
-            initializer="zeros",
-            trainable=False,
-            # Every replica counts the same step: keep the first replica's value.
-            aggregation="only_first_replica",
-        )
-        # Column of each class in the last training logits, -1 when not sampled; the
-        # last entry is a sink for padding. Holding it per class (4 bytes a class, a
-        # 1/D of the kernel) keeps the state's shape independent of the batch size.
-        self.class_columns = self.add_weight(
-            name="class_columns",
-            shape=(self.num_classes + 1,),
-            dtype="int32",
-            initializer=keras.initializers.Constant(-1),
-            trainable=False,
-            aggregation="only_first_replica",
-        )
-
-    def compute_output_shape(self, input_shape):
-        return self.head.compute_output_shape(input_shape)
-
-    # ----------------------------------------------------------------------------------
-    @property
-    def sampled_classes(self):
-        """The classes of the last training step, ascending: NumPy int32 `(S_valid,)`."""
-        if not self.built:
-            return np.zeros((0,), np.int32)
-        columns = ops.convert_to_numpy(self.class_columns.value)[: self.num_classes]
-        return np.flatnonzero(columns >= 0).astype(np.int32)
-
-    @property
-    def num_sampled(self):
-        """Number of classes sampled at the last training step."""
-        return int(self.sampled_classes.shape[0])
-
-    def remap_labels(self, labels):
-        """Class ids to their columns in the last training logits (identity if r = 1).
-
-        Args:
-            labels: integer tensor of class ids, any shape.
-
-        Returns:
-            int32 tensor of the same shape: the column of each class among the sampled
-            classes (`-1` for a class not sampled). With `sample_rate=1.0`, `labels`.
-        """
-        if not self.samples:
-            return labels
-        labels = ops.cast(labels, "int32")
-        in_range = ops.logical_and(labels >= 0, labels < self.num_classes)
-        return ops.take(self.class_columns, ops.where(in_range, labels, self.num_classes))
 
     def _num_columns(self, global_labels):
         batch = global_labels.shape[0]
