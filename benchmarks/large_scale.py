@@ -9,7 +9,11 @@ Partial FC v2). Methods:
 
 - `full`: `keras_face.heads.ArcFace(C)`, the softmax over all C classes;
 - `pfc`: `keras_face.heads.PartialFC(ArcFace(C), sample_rate=--rate)` (default 0.1): the
-  batch's classes plus random negatives, `int(r C)` classes in the softmax;
+  batch's classes plus random negatives, `int(r C)` classes in the softmax; the kernel in
+  its default `(C, D)` layout (a class per row), whose row-sparse gradient `L2SGD` applies
+  as one dense decay pass plus the sampled rows;
+- `pfc-columns`: the same with the kernel in the `(D, C)` layout of the full head
+  (`kernel_layout="columns"`): a dense `(D, C)` kernel gradient each step;
 - `pool`: F²C's classifier side, when `keras_face.class_pools.ClassPool` exists: the
   batch's gallery features written into an LRU pool of `--pool-fraction` C identities
   (default 10 %, two rows), then the CosFace (s 32, m 0.4) cross-entropy of the probes
@@ -30,9 +34,10 @@ Goals (issue 10): at C = 1M, Partial FC r = 0.1 <= 0.2x the full step; C = 2M wi
 r = 0.1 within 24 GiB.
 
 Below the table, the floor of the dense optimizer update that Partial FC v2 keeps (every
-column decays and carries momentum): reading the kernel, its momentum and its gradient and
-writing the kernel and the momentum, 5 x 4 D C bytes, at the memory bandwidth measured
-in a worker of its own (NumPy `a + b -> c` over 512 MiB arrays, 3 x 512 MiB moved).
+column decays and carries momentum): reading the kernel and its momentum and writing both,
+4 x 4 D C bytes (5 x 4 D C with a dense gradient to read, as the full head and
+`pfc-columns`), at the memory bandwidth measured in a worker of its own (NumPy
+`a + b -> c` over 512 MiB arrays, 3 x 512 MiB moved).
 
     python benchmarks/large_scale.py                       # C in {100k, 1M, 2M}
     python benchmarks/large_scale.py --classes 100000      # a subset
@@ -78,7 +83,7 @@ def estimated_bytes(method, classes, batch, dim, rate, pool_fraction):
     if method == "full":
         columns = classes
         total = 3 * kernel + 3 * 4 * batch * columns
-    elif method == "pfc":
+    elif method.startswith("pfc"):
         columns = max(int(rate * classes), batch)
         total = 3 * kernel + 4 * dim * columns + 3 * 4 * batch * columns
     else:
@@ -90,7 +95,12 @@ def estimated_bytes(method, classes, batch, dim, rate, pool_fraction):
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--classes", type=int, nargs="+", default=[100_000, 1_000_000, 2_000_000])
-    parser.add_argument("--methods", nargs="+", default=["full", "pfc", "pool"])
+    parser.add_argument(
+        "--methods",
+        nargs="+",
+        default=["full", "pfc", "pool"],
+        choices=["full", "pfc", "pfc-columns", "pool"],
+    )
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--dim", type=int, default=512)
     parser.add_argument("--rate", type=float, default=0.1, help="Partial FC sample_rate")
@@ -157,8 +167,9 @@ def build_step(method, classes, args):
         return (lambda: step(x, y)), state
 
     head = heads.ArcFace(classes, scale=64.0)
-    if method == "pfc":
-        head = heads.PartialFC(head, sample_rate=args.rate, seed=0)
+    if method.startswith("pfc"):
+        layout = "columns" if method == "pfc-columns" else "rows"
+        head = heads.PartialFC(head, sample_rate=args.rate, seed=0, kernel_layout=layout)
     head.build([(args.batch, args.dim), (args.batch,)])
     optimizer = L2SGD(0.1, momentum=0.9, l2=5e-4)
     optimizer.build(head.trainable_variables)
@@ -168,7 +179,7 @@ def build_step(method, classes, args):
         with tf.GradientTape() as tape:
             tape.watch(x)
             logits = head([x, y], training=True)
-            targets = head.remap_labels(y) if method == "pfc" else y
+            targets = head.remap_labels(y) if method.startswith("pfc") else y
             loss = loss_fn(targets, logits)
         gradients = tape.gradient(loss, [x] + head.trainable_variables)
         optimizer.apply(gradients[1:], head.trainable_variables)
@@ -294,7 +305,7 @@ def print_table(all_results, args):
         f"pool {args.pool_fraction:.0%}; median of {args.steps} steps x {args.rounds} round(s)"
     )
     header = (
-        f"{'classes':>10}  {'method':<6}  {'wall s':>8}  {'cpu s':>8}  {'x full wall':>11}  "
+        f"{'classes':>10}  {'method':<11}  {'wall s':>8}  {'cpu s':>8}  {'x full wall':>11}  "
         f"{'x full cpu':>10}  {'peak RSS GiB':>12}  {'state GiB':>9}"
     )
     print(header)
@@ -303,12 +314,12 @@ def print_table(all_results, args):
         full = summary.get("full", {})
         for method, result in summary.items():
             if "skipped" in result:
-                print(f"{classes:>10,}  {method:<6}  {result['skipped']}")
+                print(f"{classes:>10,}  {method:<11}  {result['skipped']}")
                 continue
             wall_ratio = f"{result['wall'] / full['wall']:.3f}" if "wall" in full else "-"
             cpu_ratio = f"{result['cpu'] / full['cpu']:.3f}" if "cpu" in full else "-"
             print(
-                f"{classes:>10,}  {method:<6}  {result['wall']:>8.3f}  {result['cpu']:>8.3f}  "
+                f"{classes:>10,}  {method:<11}  {result['wall']:>8.3f}  {result['cpu']:>8.3f}  "
                 f"{wall_ratio:>11}  {cpu_ratio:>10}  {result['peak_rss'] / GIB:>12.2f}  "
                 f"{result['state'] / GIB:>9.3f}"
             )
@@ -320,11 +331,13 @@ def print_update_floor(classes_list, args, bandwidth):
         return
     print(f"Memory bandwidth (NumPy a + b -> c, 512 MiB arrays): {bandwidth / GIB:.1f} GiB/s")
     for classes in classes_list:
-        moved = 5 * 4 * args.dim * classes  # read w, momentum, gradient; write w, momentum
-        print(
-            f"{classes:>10,}  dense L2SGD update (v2) moves at least {moved / GIB:.1f} GiB "
-            f"a step: {moved / bandwidth:.3f} s at that bandwidth"
-        )
+        for what, arrays in (("row-sparse gradient", 4), ("dense gradient", 5)):
+            # Read w and momentum (and a dense gradient); write w and momentum.
+            moved = arrays * 4 * args.dim * classes
+            print(
+                f"{classes:>10,}  dense L2SGD update (v2), {what}: at least "
+                f"{moved / GIB:.1f} GiB moved a step, {moved / bandwidth:.3f} s at that bandwidth"
+            )
 
 
 def main():

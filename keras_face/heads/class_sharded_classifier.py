@@ -130,6 +130,13 @@ class ClassShardedClassifier(ClassSamplingLayer):
                 "ClassShardedClassifier wraps a keras_face.heads margin head. "
                 f"Received: head={head!r} of type {type(head).__name__}"
             )
+        if head.kernel_layout != "columns":
+            # The shards are column blocks of a (D, C) kernel, laid out (None, "model").
+            raise ValueError(
+                "ClassShardedClassifier shards the classes of a head with "
+                "kernel_layout='columns'. "
+                f"Received: head {head.name!r} with kernel_layout={head.kernel_layout!r}"
+            )
         self.head = head
         self.sample_rate = _validate_sample_rate(sample_rate)
         self.axis_name = str(axis_name)

@@ -31,6 +31,21 @@ SQRT_FLOOR = 1e-30
 _TINY_FLOAT32 = 1.1754944e-38
 
 
+# The two layouts of the kernel: a class per column (Keras' `Dense`, insightface's MXNet
+# `fc7_weight` transposed) or a class per row (arcface_torch's `PartialFC_V2.weight`).
+KERNEL_LAYOUTS = ("columns", "rows")
+
+
+def validate_kernel_layout(kernel_layout):
+    """Return `kernel_layout` if it is one of `KERNEL_LAYOUTS`, else raise naming it."""
+    if kernel_layout not in KERNEL_LAYOUTS:
+        raise ValueError(
+            f"kernel_layout must be one of {KERNEL_LAYOUTS}. "
+            f"Received: kernel_layout={kernel_layout!r}"
+        )
+    return kernel_layout
+
+
 def _validate_count(name, value):
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         raise ValueError(f"{name} must be a positive integer. Received: {name}={value!r}")
@@ -85,6 +100,17 @@ class CosineClassifier(keras.layers.Layer):
             `(embedding_dim, num_classes * sub_centers)`. Defaults to
             `RandomNormal(stddev=0.01)`.
         kernel_regularizer: optional regularizer of the class centres. Defaults to `None`.
+        kernel_layout: `"columns"` or `"rows"`. How the variable `kernel` stores the
+            class centres: `"columns"`, shape `(embedding_dim, num_classes * K)`, a
+            centre per column (as Keras' `Dense`); `"rows"`, shape
+            `(num_classes * K, embedding_dim)`, a centre per row (as arcface_torch's
+            Partial FC). The cosines are the same. With `"rows"` a gather of some
+            classes' centres (`keras_face.heads.PartialFC`) has a row-sparse gradient
+            on TensorFlow (`tf.IndexedSlices`), which `keras_face.training.L2SGD` applies
+            without a dense `(D, C)` gradient. Saved weight files (`.keras`,
+            `.weights.h5`) hold the `(embedding_dim, num_classes * K)` kernel in either
+            layout, so a head loads the weights of a head of the other layout.
+            Defaults to `"columns"`.
         **kwargs: other keyword arguments passed to `keras.layers.Layer`.
 
     Example:
@@ -107,9 +133,11 @@ class CosineClassifier(keras.layers.Layer):
         sub_centers=1,
         kernel_initializer=None,
         kernel_regularizer=None,
+        kernel_layout="columns",
         **kwargs,
     ):
         super().__init__(**kwargs)
+        self.kernel_layout = validate_kernel_layout(kernel_layout)
         if isinstance(num_classes, bool) or not hasattr(num_classes, "__index__"):
             raise ValueError(
                 f"num_classes must be a positive integer. Received: num_classes={num_classes!r}"
@@ -146,9 +174,12 @@ class CosineClassifier(keras.layers.Layer):
                 f"Received: embeddings shape={tuple(embedding_shape)}"
             )
         self.embedding_dim = int(embedding_dim)
+        columns = self.num_classes * self.sub_centers
         self.kernel = self.add_weight(
             name="kernel",
-            shape=(self.embedding_dim, self.num_classes * self.sub_centers),
+            shape=(self.embedding_dim, columns)
+            if self.kernel_layout == "columns"
+            else (columns, self.embedding_dim),
             initializer=self.kernel_initializer,
             regularizer=self.kernel_regularizer,
             dtype="float32",
@@ -199,8 +230,9 @@ class CosineClassifier(keras.layers.Layer):
 
         Args:
             normalized_embeddings: float32 `(batch, embedding_dim)`, unit rows.
-            kernel: optional `(embedding_dim, columns)` kernel, e.g. a subset of the
-                columns of `self.kernel`. Defaults to `self.kernel`.
+            kernel: optional kernel in the layout of `self.kernel` (`(embedding_dim,
+                columns)`, or `(columns, embedding_dim)` for `kernel_layout="rows"`),
+                e.g. the centres of a subset of the classes. Defaults to `self.kernel`.
             scale: optional scalar (a float or a rank-0 tensor) multiplied into the
                 `(columns,)` inverse column norms, so that the result is `scale * cos`
                 at no `(batch, columns)` cost: a margin head's logit scale `s` costs one
@@ -218,20 +250,25 @@ class CosineClassifier(keras.layers.Layer):
         `D x C` forward, and fewer passes over the kernel backward.
         """
         kernel = self.kernel if kernel is None else kernel
-        inverse_norms = 1.0 / ops.sqrt(
-            ops.maximum(backend_ops.column_sums(ops.square(kernel)), NORM_EPSILON**2)
-        )
+        if self.kernel_layout == "columns":
+            squared_norms = backend_ops.column_sums(ops.square(kernel))
+            products = ops.matmul(normalized_embeddings, kernel)
+        else:
+            squared_norms = ops.sum(ops.square(kernel), axis=1)
+            products = ops.matmul(normalized_embeddings, ops.transpose(kernel))
+        inverse_norms = 1.0 / ops.sqrt(ops.maximum(squared_norms, NORM_EPSILON**2))
         if scale is not None:
             inverse_norms = inverse_norms * scale
-        return backend_ops.scale_columns(ops.matmul(normalized_embeddings, kernel), inverse_norms)
+        return backend_ops.scale_columns(products, inverse_norms)
 
     def cosine_matrix(self, normalized_embeddings, kernel=None, scale=None):
         """Class cosines `(batch, classes)`: the largest of each class's `K` columns.
 
         Args:
             normalized_embeddings: float32 `(batch, embedding_dim)`, unit rows.
-            kernel: optional class-major `(embedding_dim, classes * K)` kernel (e.g. the
-                columns of a subset of the classes). Defaults to `self.kernel`.
+            kernel: optional kernel of `classes * K` class-major centres, in the layout
+                of `self.kernel` (e.g. the centres of a subset of the classes). Defaults
+                to `self.kernel`.
             scale: optional positive scalar: the result is then `scale` times the class
                 cosines, the scale folded into the column norms (see `column_cosines`).
                 Defaults to `None`.
@@ -328,8 +365,8 @@ class CosineClassifier(keras.layers.Layer):
                 f"{', '.join(str(v) for v in bad[:8])}"
             )
         # (num_classes, K, embedding_dim) unit sub-centres, class-major like the kernel.
-        kernel = ops.convert_to_numpy(self.kernel).astype(np.float64)
-        centres = kernel.T.reshape(self.num_classes, self.sub_centers, self.embedding_dim)
+        centres = self.centre_rows().astype(np.float64)
+        centres = centres.reshape(self.num_classes, self.sub_centers, self.embedding_dim)
         centres /= np.maximum(np.linalg.norm(centres, axis=-1, keepdims=True), 1e-12)
 
         num_samples = embeddings.shape[0]
@@ -357,12 +394,42 @@ class CosineClassifier(keras.layers.Layer):
             angles=angles.astype(np.float32),
         )
 
+    # ----------------------------------------------------------------------------------
+    # The kernel in either layout.
+    def centre_rows(self):
+        """The class centres as a NumPy float32 array `(num_classes * K, embedding_dim)`.
+
+        Row `j * K + k` is sub-centre `k` of class `j`, whatever `kernel_layout` (a
+        transposed copy for `"columns"`).
+        """
+        kernel = np.asarray(ops.convert_to_numpy(self.kernel), dtype=np.float32)
+        return kernel.T if self.kernel_layout == "columns" else kernel
+
+    def _variables_with_saved_values(self):
+        """`(variable, transposed)` pairs: whether the file holds the variable transposed."""
+        variables = self._trainable_variables + self._non_trainable_variables
+        for variable in variables:
+            transpose = variable is self.kernel and self.kernel_layout == "rows"
+            yield variable, transpose
+
+    def save_own_variables(self, store):
+        # Weight files hold the `(embedding_dim, C * K)` kernel in either layout.
+        for index, (variable, transpose) in enumerate(self._variables_with_saved_values()):
+            store[str(index)] = self.centre_rows().T if transpose else variable
+
+    def load_own_variables(self, store):
+        self._check_load_own_variables(store)
+        for index, (variable, transpose) in enumerate(self._variables_with_saved_values()):
+            value = store[str(index)]
+            variable.assign(np.asarray(value).T if transpose else value)
+
     def get_config(self):
         config = super().get_config()
         config.update(
             {
                 "num_classes": self.num_classes,
                 "sub_centers": self.sub_centers,
+                "kernel_layout": self.kernel_layout,
                 "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
                 "kernel_regularizer": keras.regularizers.serialize(self.kernel_regularizer)
                 if self.kernel_regularizer is not None

@@ -5,6 +5,8 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
+from keras_face.heads.backend_ops import in_xla_compilation
+
 
 def _handle(variable):
     """The resource handle of a Keras or TensorFlow variable (TensorFlow backend)."""
@@ -24,6 +26,29 @@ def _fused_momentum_update(variable, buffer, gradient, learning_rate, momentum, 
     """
     dtype = gradient.dtype
     w = tf.raw_ops.ReadVariableOp(resource=variable, dtype=dtype)
+    if decay:
+        gradient = gradient + l2 * w
+    new_buffer = momentum * tf.raw_ops.ReadVariableOp(resource=buffer, dtype=dtype) + gradient
+    tf.raw_ops.AssignVariableOp(resource=buffer, value=new_buffer)
+    tf.raw_ops.AssignVariableOp(resource=variable, value=w - learning_rate * new_buffer)
+
+
+@tf.function(jit_compile=True, autograph=False)
+def _fused_row_sparse_update(variable, buffer, indices, values, learning_rate, momentum, l2, decay):
+    """`_fused_momentum_update` for the gradient whose rows `indices` (unique) are `values`.
+
+    The dense gradient is never built: in the one XLA pass over the variable, each row
+    reads its gradient row through a `(rows,)` position table (the appended zero row for
+    rows not in `indices`), a gather XLA fuses into the elementwise loop. In place, as
+    `_fused_momentum_update`, and equal to it within an ulp or two.
+    """
+    dtype = values.dtype
+    w = tf.raw_ops.ReadVariableOp(resource=variable, dtype=dtype)
+    count = tf.shape(values)[0]
+    positions = tf.tensor_scatter_nd_update(
+        tf.fill(tf.shape(w)[:1], count), indices[:, None], tf.range(count)
+    )
+    gradient = tf.gather(tf.concat([values, tf.zeros_like(values[:1])], 0), positions)
     if decay:
         gradient = gradient + l2 * w
     new_buffer = momentum * tf.raw_ops.ReadVariableOp(resource=buffer, dtype=dtype) + gradient
@@ -68,6 +93,15 @@ class L2SGD(keras.optimizers.SGD):
     update is memory-bound: it is a large part of Partial FC's step at 1M classes
     (`benchmarks/large_scale.py`). Smaller variables take TensorFlow's fused momentum
     kernel, bit-identical to the unfused update.
+
+    A row-sparse gradient (`tf.IndexedSlices`: the gradient of a row gather, such as
+    that of a `keras_face.heads.PartialFC` kernel with a class per row) is applied as
+    the dense gradient that is zero off its rows, without building it: every row still
+    decays and carries momentum (arcface_torch's Partial FC v2), in one in-place XLA
+    pass for a large variable (each row reads its gradient row through a position
+    table), or TensorFlow's momentum kernel and the rows written after it for a small
+    one. Duplicate rows are summed. With Nesterov or without momentum such a gradient
+    is densified first.
 
     Gradient clipping (`clipnorm`, `global_clipnorm`) and loss-scale unscaling happen
     before `update_step`, as `clip_grad_norm_` before `optimizer.step()` in arcface_torch.
@@ -135,6 +169,11 @@ class L2SGD(keras.optimizers.SGD):
         buffer = None if self.momentum == 0 else self.momentums[self._get_variable_index(variable)]
         fused = keras.backend.backend() == "tensorflow" and not self.nesterov and buffer is not None
         decay = self.l2 > 0 and self._use_weight_decay(variable)
+        if isinstance(gradient, tf.IndexedSlices):
+            if fused:
+                self._row_sparse_update(gradient, variable, buffer, learning_rate, decay)
+                return
+            gradient = tf.convert_to_tensor(gradient)
         if fused and int(np.prod(variable.shape)) >= self.fused_update_min_size:
             # One XLA-compiled pass: `buffer = momentum * buffer + (g + l2 * w);
             # w -= lr * buffer`, written in place into both variables. The unfused update
@@ -178,6 +217,71 @@ class L2SGD(keras.optimizers.SGD):
         else:
             step = new_buffer
         self.assign_sub(variable, learning_rate * step)
+
+    def _row_sparse_update(self, gradient, variable, buffer, learning_rate, decay):
+        """The dense update for a row-sparse gradient, without densifying it (TensorFlow).
+
+        Every row is updated as with the dense gradient that is zero off `indices`
+        (duplicate indices summed first): `b = mu b + (g + l2 w); w -= lr b` on all rows.
+        A large variable (`fused_update_min_size` entries) takes one in-place XLA pass
+        that reads each row's gradient through a position table
+        (`_fused_row_sparse_update`); a smaller one TensorFlow's momentum kernel with a
+        zero gradient, then the rows of `indices` overwritten with their update computed
+        from the values read before (bit for bit the unfused formula). A Partial FC
+        kernel of `(C, D)` layout gets such a gradient (`keras_face.heads.PartialFC`):
+        at 1M classes this skips the `(C, D)` gradient, 2 GiB written and read a step.
+        """
+        dtype = variable.dtype
+        momentum = ops.cast(self.momentum, dtype)
+        l2 = ops.cast(self.l2, dtype)
+        indices, positions = tf.unique(gradient.indices)
+        values = gradient.values
+        if in_xla_compilation():
+            values = tf.math.unsorted_segment_sum(values, positions, tf.shape(indices)[0])
+        else:
+            # Partial FC's indices are unique unless the sample is padded: skip the sum
+            # (a single-threaded pass over the rows) when there is nothing to add.
+            values = tf.cond(
+                tf.size(indices) < tf.size(positions),
+                lambda: tf.math.unsorted_segment_sum(values, positions, tf.shape(indices)[0]),
+                lambda: values,
+            )
+        if int(np.prod(variable.shape)) >= self.fused_update_min_size:
+            _fused_row_sparse_update(
+                _handle(variable),
+                _handle(buffer),
+                indices,
+                values,
+                learning_rate,
+                momentum,
+                l2,
+                decay=decay,
+            )
+            return
+        # The rows are read before the dense pass changes them (ordered by the resources).
+        rows = tf.raw_ops.ResourceGather(resource=_handle(variable), indices=indices, dtype=dtype)
+        buffer_rows = tf.raw_ops.ResourceGather(
+            resource=_handle(buffer), indices=indices, dtype=dtype
+        )
+        if decay:
+            values = values + l2 * rows
+        new_buffer_rows = momentum * buffer_rows + values
+        new_rows = rows - learning_rate * new_buffer_rows
+        tf.raw_ops.ResourceApplyMomentum(
+            var=_handle(variable),
+            accum=_handle(buffer),
+            lr=learning_rate,
+            grad=l2 * variable if decay else tf.zeros(variable.shape, dtype),
+            momentum=momentum,
+            use_locking=False,
+            use_nesterov=False,
+        )
+        tf.raw_ops.ResourceScatterUpdate(
+            resource=_handle(buffer), indices=indices, updates=new_buffer_rows
+        )
+        tf.raw_ops.ResourceScatterUpdate(
+            resource=_handle(variable), indices=indices, updates=new_rows
+        )
 
     def get_config(self):
         config = super().get_config()

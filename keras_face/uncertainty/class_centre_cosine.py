@@ -11,8 +11,9 @@ def class_centres_from_head(head):
     """The unit class centres of a trained `keras_face.heads` head, `(C, K, D)`.
 
     The head's kernel `(D, C * K)` (class-major: class `j` owns columns `j*K ... j*K+K-1`,
-    `K = head.columns_per_class`, 1 except for sub-centres) is read through its public
-    `kernel` attribute (this is the one place that does), transposed and normalised.
+    `K = head.columns_per_class`, 1 except for sub-centres; `(C * K, D)` for a head of
+    `kernel_layout="rows"`) is read through its public `kernel` attribute (this is the
+    one place that does), as rows, and normalised.
 
     Args:
         head: a built `keras_face.heads` head (e.g. the `ArcFace` the backbone was trained
@@ -34,6 +35,8 @@ def class_centres_from_head(head):
             f"`num_classes`). Received: head={head!r}"
         )
     kernel = np.asarray(ops.convert_to_numpy(kernel), dtype=np.float32)
+    if getattr(head, "kernel_layout", "columns") == "rows" and kernel.ndim == 2:
+        kernel = kernel.T  # (C * K, D) -> (D, C * K)
     columns = int(getattr(head, "columns_per_class", 1))
     dim = kernel.shape[0]
     if kernel.ndim != 2 or kernel.shape[1] != num_classes * columns:

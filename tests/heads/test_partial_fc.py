@@ -340,8 +340,10 @@ def test_config_and_keras_round_trip(tmp_path):
     layer([x, LABELS], training=True)
     config = layer.get_config()
     assert config["sample_rate"] == 0.3 and config["seed"] == 9
+    assert config["kernel_layout"] == "rows" and config["head"]["config"]["kernel_layout"] == "rows"
     clone = heads.PartialFC.from_config(config)
     assert clone.head.sub_centers == 2 and clone.num_sample == 9
+    assert clone.head.kernel_layout == "rows"
     embeddings = keras.Input((8,))
     labels = keras.Input((), dtype="int32")
     model = keras.Model([embeddings, labels], layer([embeddings, labels]))
@@ -350,9 +352,10 @@ def test_config_and_keras_round_trip(tmp_path):
     loaded = keras.saving.load_model(path)
     loaded_layer = loaded.layers[-1]
     assert isinstance(loaded_layer, heads.PartialFC)
-    # The checkpoint holds the head's whole kernel, in class order, and the sampler state.
+    # The checkpoint holds the head's whole kernel, in class order, and the sampler state;
+    # the unbuilt head was built with a class per row, (C * K, D).
     np.testing.assert_array_equal(_numpy(loaded_layer.kernel.value), _numpy(layer.kernel.value))
-    assert tuple(loaded_layer.kernel.shape) == (8, 60)
+    assert tuple(loaded_layer.kernel.shape) == (60, 8)
     assert loaded_layer.sampled_classes.tolist() == layer.sampled_classes.tolist()
     assert int(_numpy(loaded_layer.step.value)) == 1
     np.testing.assert_array_equal(

@@ -87,7 +87,10 @@ def test_layer_kernel_gradient_equals_plain_gather(jit):
 
     def gradients(plain):
         head = heads.PartialFC(
-            heads.SubCenterArcFace(num_classes, sub_centers=2), sample_rate=0.25, seed=3
+            heads.SubCenterArcFace(num_classes, sub_centers=2),
+            sample_rate=0.25,
+            seed=3,
+            kernel_layout="columns",
         )
         head.build([(batch, dim), (batch,)])
         head.head.kernel.assign(rng_kernel)

@@ -66,21 +66,28 @@ def test_loss_and_accuracy_use_the_sampled_columns():
     np.testing.assert_allclose(evaluation["loss"], _cross_entropy(inference, y), rtol=1e-5)
 
 
-def test_unsampled_columns_decay_as_arcface_torch_v2():
+@pytest.mark.parametrize("kernel_layout", ["rows", "columns"])
+def test_unsampled_columns_decay_as_arcface_torch_v2(kernel_layout):
     # L2SGD(lr 0.1, momentum 0.9, l2 5e-4): a column sampled in neither of two steps is
     # scaled by (1 - lr l2)^2 - lr mu l2 = 0.99985500025 (spec §4 item 8); a column
-    # sampled only in step 1 still moves in step 2 (momentum).
+    # sampled only in step 1 still moves in step 2 (momentum). With a class per row the
+    # kernel gradient is row-sparse on TensorFlow: the same update.
     rng = np.random.default_rng(1)
     x = rng.normal(size=(4, DIM)).astype(np.float32)
     y = np.array([1, 5, 9, 5], np.int32)
-    head = heads.PartialFC(heads.ArcFace(NUM_CLASSES, scale=16.0), sample_rate=0.1, seed=3)
+    head = heads.PartialFC(
+        heads.ArcFace(NUM_CLASSES, scale=16.0),
+        sample_rate=0.1,
+        seed=3,
+        kernel_layout=kernel_layout,
+    )
     model = _model(head, L2SGD(0.1, momentum=0.9, l2=5e-4))
-    initial = keras.ops.convert_to_numpy(head.kernel.value)
+    initial = head.head.centre_rows().T
     model.train_on_batch((x, y), y)
-    after_one = keras.ops.convert_to_numpy(head.kernel.value)
+    after_one = head.head.centre_rows().T
     first = head.sampled_classes
     model.train_on_batch((x, y), y)
-    after_two = keras.ops.convert_to_numpy(head.kernel.value)
+    after_two = head.head.centre_rows().T
     second = head.sampled_classes
     assert len(first) == len(second) == 4
     never = np.setdiff1d(np.arange(NUM_CLASSES), np.concatenate([first, second]))
@@ -92,6 +99,35 @@ def test_unsampled_columns_decay_as_arcface_torch_v2():
     assert np.max(np.abs(after_two[:, only_first] - decayed)) > 1e-5
     # The positives were trained in both steps.
     assert set(np.unique(y)) <= set(first) & set(second)
+
+
+def test_mixed_precision_fit_is_the_same_in_either_layout():
+    # mixed_float16 (a LossScaleOptimizer around L2SGD) with global gradient clipping: the
+    # row-sparse kernel gradient of a class per row is unscaled, clipped and applied as
+    # the dense gradient of a class per column.
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(16, DIM)).astype(np.float32)
+    y = rng.integers(0, NUM_CLASSES, 16).astype(np.int32)
+    kernel = rng.normal(scale=0.01, size=(DIM, NUM_CLASSES)).astype(np.float32)
+    results = {}
+    policy = keras.mixed_precision.dtype_policy()
+    keras.mixed_precision.set_dtype_policy("mixed_float16")
+    try:
+        for layout in ("rows", "columns"):
+            keras.utils.set_random_seed(0)
+            head = heads.PartialFC(
+                heads.ArcFace(NUM_CLASSES), sample_rate=0.3, seed=1, kernel_layout=layout
+            )
+            model = _model(head, L2SGD(0.1, momentum=0.9, l2=5e-4, global_clipnorm=5.0))
+            head.head.kernel.assign(kernel if layout == "columns" else kernel.T)
+            history = model.fit((x, y), y, batch_size=8, epochs=2, verbose=0)
+            results[layout] = (history.history["loss"], head.head.centre_rows())
+    finally:
+        keras.mixed_precision.set_dtype_policy(policy)
+    assert type(model.optimizer).__name__ == "LossScaleOptimizer"
+    np.testing.assert_allclose(results["rows"][0], results["columns"][0], rtol=1e-5)
+    np.testing.assert_allclose(results["rows"][1], results["columns"][1], rtol=1e-4, atol=1e-6)
+    assert not np.allclose(results["rows"][1], kernel.T, atol=1e-5)
 
 
 def test_config_wraps_the_head():

@@ -102,13 +102,14 @@ def test_head_bad_arguments():
         SphericalConfidenceHead("conv")(np.zeros((2, 12), np.float32))
 
 
+@pytest.mark.parametrize("kernel_layout", ["columns", "rows"])
 @pytest.mark.parametrize("sub_centers", [1, 2])
-def test_centres_from_head_give_the_head_cosine(sub_centers):
+def test_centres_from_head_give_the_head_cosine(sub_centers, kernel_layout):
     rng = np.random.default_rng(3)
     if sub_centers == 1:
-        head = ArcFace(5, scale=1.0)
+        head = ArcFace(5, scale=1.0, kernel_layout=kernel_layout)
     else:
-        head = SubCenterArcFace(5, scale=1.0, sub_centers=sub_centers)
+        head = SubCenterArcFace(5, scale=1.0, sub_centers=sub_centers, kernel_layout=kernel_layout)
     embeddings = rng.normal(size=(7, 16)).astype(np.float32)
     labels = rng.integers(0, 5, 7).astype(np.int32)
     cosines = _numpy(head(embeddings, training=False))  # s = 1: the class cosines
