@@ -5,17 +5,21 @@ per channel) with a slow generic loop: MobileFaceNet's 3x3 depthwise layers took
 times longer under TensorFlow's `jit_compile=True` than in its graph mode, and JAX on a
 CPU is XLA throughout. Written as the sum, over the `kh * kw` kernel positions, of a
 shifted (strided) slice of the padded input times that position's per-channel weights,
-the same arithmetic is a few elementwise operations that XLA fuses into one loop
-(forward and backward). `keras_face.models.DepthwiseConv2D` is a drop-in subclass of
+the same arithmetic is a few elementwise operations that XLA fuses into one loop; its
+backward pass is written by hand (`keras_face.models.conv2d.sliced_convolution`,
+`keras_face.models.conv_gradients`), the one automatic differentiation derives being a
+slow reduction per kernel position. `keras_face.models.DepthwiseConv2D` is a drop-in subclass of
 `keras.layers.DepthwiseConv2D` (same weights, outputs to float32 rounding, gradients)
 that switches to that form while XLA compiles it for a CPU, and keeps the backend's own
 depthwise kernel everywhere else: TensorFlow's graph mode (and so ONNX export), PyTorch
 and GPUs.
 
-Measured with forward + backward, batch 8, on a 2-core CPU under TensorFlow's XLA: 44 ms
-against 282 ms for 128 channels at 56 x 56, stride 1; 22 ms against 190 ms at stride 2;
-36 ms against 130 ms for 256 channels at 28 x 28 (`benchmarks/grouped_conv.py
---depthwise`).
+Measured with forward + backward, batch 8, on a 2-core CPU under TensorFlow's XLA, against
+XLA's depthwise convolution: 44 ms against 282 ms for 128 channels at 56 x 56, stride 1;
+22 ms against 190 ms at stride 2; 36 ms against 130 ms for 256 channels at 28 x 28
+(`benchmarks/grouped_conv.py --depthwise`, automatic differentiation of the shifted
+form). With the hand-written backward pass: 26 against 59 ms (TensorFlow's XLA) and 14
+against 57 ms (JAX) at 56 x 56; 11 against 80 ms and 6 against 28 ms at 28 x 28.
 
 The class keeps Keras' name on purpose: `.weights.h5` / `.keras` files store a model's
 weights under paths made from its layers' class names (`depthwise_conv2d`, ...), so only
@@ -27,6 +31,7 @@ import keras
 
 from keras_face.models.conv2d import compiling_with_xla_for_cpu
 from keras_face.models.conv2d import shifted_convolution
+from keras_face.models.conv2d import sliced_convolution
 
 DEPTHWISE_IMPLEMENTATIONS = ("auto", "native", "shifted")
 
@@ -85,13 +90,14 @@ class DepthwiseConv2D(keras.layers.DepthwiseConv2D):
         height, width, channels, multiplier = kernel.shape
         # (kh, kw, C, M) -> the grouped layout with C groups of one input channel:
         # output channel c * M + m in both.
-        outputs = shifted_convolution(
+        outputs = sliced_convolution(
             inputs,
             keras.ops.reshape(kernel, (height, width, 1, channels * multiplier)),
             groups=channels,
             strides=self.strides,
             padding=self.padding,
             dilation_rate=self.dilation_rate,
+            convolution=shifted_convolution,
         )
         if self.use_bias:
             outputs = outputs + self.bias
