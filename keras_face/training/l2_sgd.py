@@ -15,6 +15,19 @@ def _handle(variable):
     return variable.handle
 
 
+def _apply_momentum_kernel(variable, buffer, learning_rate, gradient, momentum):
+    """TensorFlow's fused momentum kernel: `b = mu b + g; w -= lr b`, in place."""
+    tf.raw_ops.ResourceApplyMomentum(
+        var=_handle(variable),
+        accum=_handle(buffer),
+        lr=learning_rate,
+        grad=tf.convert_to_tensor(gradient),
+        momentum=momentum,
+        use_locking=False,
+        use_nesterov=False,
+    )
+
+
 @tf.function(jit_compile=True, autograph=False)
 def _fused_momentum_update(variable, buffer, gradient, learning_rate, momentum, l2, decay):
     """`buffer = momentum * buffer + (g + l2 * w); w -= lr * buffer` as one XLA program.
@@ -24,11 +37,15 @@ def _fused_momentum_update(variable, buffer, gradient, learning_rate, momentum, 
     term. XLA contracts the multiply-adds (fused multiply-add): equal to the unfused
     float32 update within an ulp or two, not bit for bit.
     """
-    dtype = gradient.dtype
-    w = tf.raw_ops.ReadVariableOp(resource=variable, dtype=dtype)
+    w = tf.raw_ops.ReadVariableOp(resource=variable, dtype=gradient.dtype)
+    _assign_momentum_update(variable, buffer, w, gradient, learning_rate, momentum, l2, decay)
+
+
+def _assign_momentum_update(variable, buffer, w, gradient, learning_rate, momentum, l2, decay):
+    """The body both XLA updates share: the L2 term, the new buffer, both assignments."""
     if decay:
         gradient = gradient + l2 * w
-    new_buffer = momentum * tf.raw_ops.ReadVariableOp(resource=buffer, dtype=dtype) + gradient
+    new_buffer = momentum * tf.raw_ops.ReadVariableOp(resource=buffer, dtype=w.dtype) + gradient
     tf.raw_ops.AssignVariableOp(resource=buffer, value=new_buffer)
     tf.raw_ops.AssignVariableOp(resource=variable, value=w - learning_rate * new_buffer)
 
@@ -42,18 +59,13 @@ def _fused_row_sparse_update(variable, buffer, indices, values, learning_rate, m
     rows not in `indices`), a gather XLA fuses into the elementwise loop. In place, as
     `_fused_momentum_update`, and equal to it within an ulp or two.
     """
-    dtype = values.dtype
-    w = tf.raw_ops.ReadVariableOp(resource=variable, dtype=dtype)
+    w = tf.raw_ops.ReadVariableOp(resource=variable, dtype=values.dtype)
     count = tf.shape(values)[0]
     positions = tf.tensor_scatter_nd_update(
         tf.fill(tf.shape(w)[:1], count), indices[:, None], tf.range(count)
     )
     gradient = tf.gather(tf.concat([values, tf.zeros_like(values[:1])], 0), positions)
-    if decay:
-        gradient = gradient + l2 * w
-    new_buffer = momentum * tf.raw_ops.ReadVariableOp(resource=buffer, dtype=dtype) + gradient
-    tf.raw_ops.AssignVariableOp(resource=buffer, value=new_buffer)
-    tf.raw_ops.AssignVariableOp(resource=variable, value=w - learning_rate * new_buffer)
+    _assign_momentum_update(variable, buffer, w, gradient, learning_rate, momentum, l2, decay)
 
 
 @keras.saving.register_keras_serializable(package="keras_face")
@@ -162,6 +174,9 @@ class L2SGD(keras.optimizers.SGD):
     # 8,192+ classes at D = 512, never a backbone weight) take the XLA-compiled update.
     fused_update_min_size = 1 << 22
 
+    def _takes_xla_pass(self, variable):
+        return int(np.prod(variable.shape)) >= self.fused_update_min_size
+
     def update_step(self, gradient, variable, learning_rate):
         learning_rate = ops.cast(learning_rate, variable.dtype)
         gradient = ops.cast(gradient, variable.dtype)
@@ -174,7 +189,7 @@ class L2SGD(keras.optimizers.SGD):
                 self._row_sparse_update(gradient, variable, buffer, learning_rate, decay)
                 return
             gradient = tf.convert_to_tensor(gradient)
-        if fused and int(np.prod(variable.shape)) >= self.fused_update_min_size:
+        if fused and self._takes_xla_pass(variable):
             # One XLA-compiled pass: `buffer = momentum * buffer + (g + l2 * w);
             # w -= lr * buffer`, written in place into both variables. The unfused update
             # writes temporaries of the variable's size (the L2 term is one of them),
@@ -182,31 +197,21 @@ class L2SGD(keras.optimizers.SGD):
             _fused_momentum_update(
                 _handle(variable),
                 _handle(buffer),
-                tf.convert_to_tensor(gradient),  # an IndexedSlices gradient, densified
+                tf.convert_to_tensor(gradient),
                 learning_rate,
                 momentum,
                 ops.cast(self.l2, variable.dtype),
                 decay=decay,
             )
             return
+        if decay:
+            gradient = gradient + ops.cast(self.l2, variable.dtype) * variable
         if fused:
             # Smaller variables (every backbone weight): TensorFlow's fused momentum kernel
             # after the L2 term, bit-identical to the unfused update below, and no XLA
             # compilation per weight shape.
-            if decay:
-                gradient = gradient + ops.cast(self.l2, variable.dtype) * variable
-            tf.raw_ops.ResourceApplyMomentum(
-                var=_handle(variable),
-                accum=_handle(buffer),
-                lr=learning_rate,
-                grad=tf.convert_to_tensor(gradient),
-                momentum=momentum,
-                use_locking=False,
-                use_nesterov=False,
-            )
+            _apply_momentum_kernel(variable, buffer, learning_rate, gradient, momentum)
             return
-        if self.l2 > 0 and self._use_weight_decay(variable):
-            gradient = gradient + ops.cast(self.l2, variable.dtype) * variable
         if self.momentum == 0:
             self.assign_sub(variable, learning_rate * gradient)
             return
@@ -246,7 +251,7 @@ class L2SGD(keras.optimizers.SGD):
                 lambda: tf.math.unsorted_segment_sum(values, positions, tf.shape(indices)[0]),
                 lambda: values,
             )
-        if int(np.prod(variable.shape)) >= self.fused_update_min_size:
+        if self._takes_xla_pass(variable):
             _fused_row_sparse_update(
                 _handle(variable),
                 _handle(buffer),
@@ -267,15 +272,8 @@ class L2SGD(keras.optimizers.SGD):
             values = values + l2 * rows
         new_buffer_rows = momentum * buffer_rows + values
         new_rows = rows - learning_rate * new_buffer_rows
-        tf.raw_ops.ResourceApplyMomentum(
-            var=_handle(variable),
-            accum=_handle(buffer),
-            lr=learning_rate,
-            grad=l2 * variable if decay else tf.zeros(variable.shape, dtype),
-            momentum=momentum,
-            use_locking=False,
-            use_nesterov=False,
-        )
+        zero_gradient_step = l2 * variable if decay else tf.zeros(variable.shape, dtype)
+        _apply_momentum_kernel(variable, buffer, learning_rate, zero_gradient_step, momentum)
         tf.raw_ops.ResourceScatterUpdate(
             resource=_handle(buffer), indices=indices, updates=new_buffer_rows
         )
