@@ -413,7 +413,8 @@ class CosineClassifier(keras.layers.Layer):
             yield variable, transpose
 
     def save_own_variables(self, store):
-        # Weight files hold the `(embedding_dim, C * K)` kernel in either layout.
+        # Weight files hold the `(embedding_dim, C * K)` kernel in either layout. One loop
+        # writes each key once (an HDF5 store refuses a second write of a key).
         for index, (variable, transpose) in enumerate(self._variables_with_saved_values()):
             store[str(index)] = self.centre_rows().T if transpose else variable
 

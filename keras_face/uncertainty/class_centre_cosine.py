@@ -10,10 +10,9 @@ from keras_face.uncertainty.vmf import unit_vectors
 def class_centres_from_head(head):
     """The unit class centres of a trained `keras_face.heads` head, `(C, K, D)`.
 
-    The head's kernel `(D, C * K)` (class-major: class `j` owns columns `j*K ... j*K+K-1`,
-    `K = head.columns_per_class`, 1 except for sub-centres; `(C * K, D)` for a head of
-    `kernel_layout="rows"`) is read through its public `kernel` attribute (this is the
-    one place that does), as rows, and normalised.
+    The head's kernel (class-major: class `j` owns centres `j*K ... j*K+K-1`,
+    `K = head.columns_per_class`, 1 except for sub-centres) is read as rows through
+    `head.centre_rows()`, whatever its `kernel_layout`, and normalised.
 
     Args:
         head: a built `keras_face.heads` head (e.g. the `ArcFace` the backbone was trained
@@ -27,24 +26,15 @@ def class_centres_from_head(head):
         centres = keras_face.uncertainty.class_centres_from_head(training_model.head)
         ```
     """
-    kernel = getattr(head, "kernel", None)
+    centre_rows = getattr(head, "centre_rows", None)
     num_classes = getattr(head, "num_classes", None)
-    if kernel is None or num_classes is None:
+    if centre_rows is None or num_classes is None or not getattr(head, "built", False):
         raise ValueError(
             "The class centres come from a built keras_face.heads head (with `kernel` and "
             f"`num_classes`). Received: head={head!r}"
         )
-    kernel = np.asarray(ops.convert_to_numpy(kernel), dtype=np.float32)
-    if getattr(head, "kernel_layout", "columns") == "rows" and kernel.ndim == 2:
-        kernel = kernel.T  # (C * K, D) -> (D, C * K)
-    columns = int(getattr(head, "columns_per_class", 1))
-    dim = kernel.shape[0]
-    if kernel.ndim != 2 or kernel.shape[1] != num_classes * columns:
-        raise ValueError(
-            f"Expected a head kernel of shape (embedding_dim, {num_classes} * {columns}). "
-            f"Received: kernel shape={kernel.shape}"
-        )
-    centres = kernel.T.reshape(num_classes, columns, dim)
+    rows = centre_rows()  # (C * K, D) in either kernel layout
+    centres = rows.reshape(num_classes, head.columns_per_class, rows.shape[1])
     norms = np.linalg.norm(centres, axis=-1, keepdims=True)
     return (centres / np.maximum(norms, 1e-12)).astype(np.float32)
 
