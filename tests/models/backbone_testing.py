@@ -1,5 +1,6 @@
 """Shared pieces of the backbone tests: small configurations and synthetic identities."""
 
+import keras
 import numpy as np
 
 from keras_face import models
@@ -50,3 +51,23 @@ def randomize_weights(model, seed=0):
             variable.assign(rng.normal(0.0, 0.1, shape).astype("float32"))
         elif variable.name == "alpha":
             variable.assign(rng.uniform(0.0, 0.5, shape).astype("float32"))
+
+
+def keras_round_trip(layer, images, path):
+    """Save `layer` in a `.keras` model at `path`, load it back: the restored layer.
+
+    Asserts that the restored model gives the same outputs (1e-6) and the layer the same
+    config.
+    """
+    model = keras.Sequential([keras.Input(images.shape[1:]), layer])
+    model.save(path)
+    restored = keras.saving.load_model(path)
+    restored_layer = restored.layers[-1]
+    assert restored_layer.get_config() == layer.get_config()
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(restored(images)),
+        keras.ops.convert_to_numpy(model(images)),
+        rtol=1e-6,
+        atol=1e-6,
+    )
+    return restored_layer

@@ -17,6 +17,7 @@ from keras_face import models
 from keras_face.models import conv2d
 from keras_face.models.conv2d import IMPLEMENTATIONS
 from keras_face.models.conv2d import select_implementation
+from tests.models.backbone_testing import keras_round_trip
 
 BACKEND = keras.backend.backend()
 FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures")
@@ -143,20 +144,9 @@ def test_invalid_implementation_names_the_value():
 
 def test_keras_round_trip(tmp_path):
     _, layer, images = make_pair("mbf", "depthwise")
-    model = keras.Sequential([keras.Input(images.shape[1:]), layer])
-    path = str(tmp_path / "grouped.keras")
-    model.save(path)
-    restored = keras.saving.load_model(path)
-    restored_layer = restored.layers[-1]
+    restored_layer = keras_round_trip(layer, images, str(tmp_path / "grouped.keras"))
     assert isinstance(restored_layer, models.Conv2D)
-    assert restored_layer.get_config() == layer.get_config()
     assert restored_layer.implementation == "depthwise"
-    np.testing.assert_allclose(
-        keras.ops.convert_to_numpy(restored(images)),
-        keras.ops.convert_to_numpy(model(images)),
-        rtol=1e-6,
-        atol=1e-6,
-    )
 
 
 def legacy_layers_model(layer_class):

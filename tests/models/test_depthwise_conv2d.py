@@ -18,6 +18,7 @@ from keras_face.models import conv2d
 from keras_face.models.conv2d import explicit_padding
 from keras_face.models.conv2d import shifted_convolution
 from keras_face.models.depthwise_conv2d import DEPTHWISE_IMPLEMENTATIONS
+from tests.models.backbone_testing import keras_round_trip
 
 BACKEND = keras.backend.backend()
 FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures")
@@ -254,20 +255,9 @@ def test_same_weights_and_parameter_count_as_keras_depthwise():
 
 def test_keras_round_trip(tmp_path):
     _, layer, images = make_pair("multiplier_dilated", "shifted")
-    model = keras.Sequential([keras.Input(images.shape[1:]), layer])
-    path = str(tmp_path / "depthwise.keras")
-    model.save(path)
-    restored = keras.saving.load_model(path)
-    restored_layer = restored.layers[-1]
+    restored_layer = keras_round_trip(layer, images, str(tmp_path / "depthwise.keras"))
     assert isinstance(restored_layer, models.DepthwiseConv2D)
-    assert restored_layer.get_config() == layer.get_config()
     assert restored_layer.implementation == "shifted"
-    np.testing.assert_allclose(
-        keras.ops.convert_to_numpy(restored(images)),
-        keras.ops.convert_to_numpy(model(images)),
-        rtol=1e-6,
-        atol=1e-6,
-    )
 
 
 def test_weights_saved_with_keras_depthwise_load(tmp_path):
