@@ -21,15 +21,15 @@ measures graph mode and XLA, on JAX the jitted step:
     python benchmarks/backbones.py --compare-torch --batch-size 32 --rounds 3
     KERAS_BACKEND=jax python benchmarks/backbones.py --compare-torch --batch-size 32
 
-`--keep-freed-memory` sets glibc's malloc to keep freed memory for reuse (both frameworks,
-one process): without it, XLA's per-step temporary buffers are fresh pages on every step,
-which costs JAX's CPU steps up to a third of their time.
+`--keep-freed-memory` calls `keras_face.runtime.keep_freed_memory()` (glibc keeps freed
+memory for reuse; both frameworks, one process): without it, XLA's per-step temporary
+buffers are fresh pages on every step, which costs JAX's CPU steps up to a third of their
+time.
 
 This is a benchmark, not a test: the numbers depend on the machine.
 """
 
 import argparse
-import ctypes
 import os
 import time
 
@@ -37,6 +37,7 @@ import keras
 import numpy as np
 from tqdm import tqdm
 
+import keras_face.runtime
 from keras_face import heads
 from keras_face import models
 from keras_face.evaluation.embeddings import inference_function
@@ -99,23 +100,6 @@ def parse_arguments(argv=None):
         help="TensorFlow modes with --compare-torch: graph, xla or both (default both)",
     )
     return parser.parse_args(argv)
-
-
-def keep_freed_memory():
-    """Make glibc's malloc keep freed memory for reuse, for the whole process.
-
-    By default glibc serves blocks above its mmap threshold (at most 32 MiB) with fresh
-    `mmap`s and unmaps them on `free`. XLA's CPU runtime allocates the temporary buffers
-    of a compiled step as one block each call, so every JAX step touches fresh pages: a
-    MobileFaceNet ArcFace training step, batch 8, took 86,000 page faults (and 387 ms)
-    against 433 (249 ms) with this setting. Like starting Python with
-    `GLIBC_TUNABLES=glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=4000000000`; it
-    applies to PyTorch in the same process too.
-    """
-    libc = ctypes.CDLL("libc.so.6")
-    mmap_max, trim_threshold = -4, -1  # M_MMAP_MAX, M_TRIM_THRESHOLD in <malloc.h>
-    if not (libc.mallopt(mmap_max, 0) and libc.mallopt(trim_threshold, 2**31 - 1)):
-        raise RuntimeError("mallopt refused the settings")
 
 
 def describe_device():
@@ -331,7 +315,7 @@ def main_compare(args, names):
 def main(argv=None):
     args = parse_arguments(argv)
     if args.keep_freed_memory:
-        keep_freed_memory()
+        keras_face.runtime.keep_freed_memory()
     names = [name.strip() for name in args.models.split(",") if name.strip()]
     if args.compare_torch:
         if args.models == ",".join(models.names()):

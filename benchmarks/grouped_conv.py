@@ -11,10 +11,13 @@ per-round ratios (PyTorch time / Keras time; above 1 is Keras faster).
     KERAS_BACKEND=jax python benchmarks/grouped_conv.py --implementations dense
     python benchmarks/grouped_conv.py --jit-compile --implementations grouped,dense,shifted
     python benchmarks/grouped_conv.py --depthwise --jit-compile --stride 2
+    python benchmarks/grouped_conv.py --forward-only --jit-compile --implementations dense,shifted
 
-`--jit-compile` compiles the TensorFlow step with XLA (`implementation="auto"` then
-resolves to `"shifted"` on a CPU); `--depthwise` times `keras_face.models.DepthwiseConv2D`
-(`native` and `shifted`, `--channels` channels) against `torch.nn.Conv2d(groups=channels)`.
+`--jit-compile` compiles the TensorFlow step with XLA; `--forward-only` times the
+forward pass alone (what `predict` runs; there `"auto"` can choose differently, see
+`keras_face.models.conv2d.select_implementation`); `--depthwise` times
+`keras_face.models.DepthwiseConv2D` (`native` and `shifted`, `--channels` channels)
+against `torch.nn.Conv2d(groups=channels)`.
 
 `native` (Keras' own grouped convolution) took over a minute per step on a 2-core CPU
 with TensorFlow and JAX; it is left out unless named in `--implementations`.
@@ -47,6 +50,11 @@ def parse_arguments(argv=None):
     parser.add_argument(
         "--jit-compile", action="store_true", help="TensorFlow: compile the step with XLA"
     )
+    parser.add_argument(
+        "--forward-only",
+        action="store_true",
+        help="time the inference forward pass only (no gradients), as `predict` runs it",
+    )
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--steps", type=int, default=2, help="timed steps per round")
     parser.add_argument(
@@ -57,9 +65,14 @@ def parse_arguments(argv=None):
     return parser.parse_args(argv)
 
 
-def keras_step(layer, images, jit_compile=False):
-    """A compiled forward + backward (gradients of sum(y^2) w.r.t. input and kernel)."""
+def keras_step(layer, images, jit_compile=False, forward_only=False):
+    """A compiled forward + backward (gradients of sum(y^2) w.r.t. input and kernel).
+
+    With `forward_only`, the compiled forward pass alone instead.
+    """
     backend = keras.backend.backend()
+    if forward_only:
+        return keras_forward(layer, images, jit_compile)
     # Lazy imports: the running backend's framework only.
     if backend == "tensorflow":
         import tensorflow as tf
@@ -96,6 +109,37 @@ def keras_step(layer, images, jit_compile=False):
     return step
 
 
+def keras_forward(layer, images, jit_compile):
+    """The compiled inference forward pass of `layer`, as a closure."""
+    backend = keras.backend.backend()
+    # Lazy imports: the running backend's framework only.
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        inputs = tf.constant(images)
+        forward = tf.function(lambda: layer(inputs), jit_compile=jit_compile)
+        return lambda: forward().numpy()
+    if backend == "jax":
+        import jax
+
+        def call(kernel, inputs):
+            outputs, _ = layer.stateless_call([kernel], [], inputs)
+            return outputs
+
+        forward = jax.jit(call)
+        kernel = layer.kernel.value
+        return lambda: jax.block_until_ready(forward(kernel, images))
+    import torch
+
+    inputs = torch.tensor(images)
+
+    def step():
+        with torch.no_grad():
+            layer(inputs)
+
+    return step
+
+
 def torch_step(args, images):
     import torch
 
@@ -106,6 +150,14 @@ def torch_step(args, images):
         args.channels, filters, 3, stride=args.stride, padding=1, groups=groups, bias=False
     )
     inputs = torch.tensor(images.transpose(0, 3, 1, 2).copy(), requires_grad=True)
+
+    if args.forward_only:
+
+        def forward():
+            with torch.no_grad():
+                conv(inputs)
+
+        return forward
 
     def step():
         outputs = conv(inputs)
@@ -157,7 +209,7 @@ def main(argv=None):
                 implementation=implementation,
             )
         layer.build(keras_images.shape)
-        steps[implementation] = keras_step(layer, keras_images, args.jit_compile)
+        steps[implementation] = keras_step(layer, keras_images, args.jit_compile, args.forward_only)
     steps["pytorch"] = torch_step(args, images)
     for step in steps.values():
         step()  # tracing / compilation
@@ -170,9 +222,11 @@ def main(argv=None):
         f"backend={keras.backend.backend()} jit_compile={args.jit_compile} "
         f"batch={args.batch_size} size={args.size} stride={args.stride} "
         f"channels={args.channels}->{args.channels if args.depthwise else args.filters} "
-        f"groups={groups} rounds={args.rounds} cpus={os.cpu_count()}"
+        f"groups={groups} rounds={args.rounds} forward_only={args.forward_only} "
+        f"cpus={os.cpu_count()}"
     )
-    print(f"{'implementation':<22} {'fwd+bwd ms':>11} {'PyTorch / this':>15}")
+    measure = "fwd ms" if args.forward_only else "fwd+bwd ms"
+    print(f"{'implementation':<22} {measure:>11} {'PyTorch / this':>15}")
     torch_seconds = np.array(seconds["pytorch"])
     for label, values in seconds.items():
         ratio = float(np.median(torch_seconds / np.array(values)))

@@ -34,6 +34,7 @@ _LAZY_SUBMODULES = (
     "occlusion",
     "cli",
     "errors",
+    "runtime",
 )
 
 

@@ -137,6 +137,80 @@ def test_grouped_is_native_on_other_backends():
     assert layer.resolved_implementation() == expected
 
 
+def test_inference_picks_the_fastest_forward_pass_only_under_xla_on_a_cpu():
+    select = conv2d.select_implementation
+    # Under XLA on a CPU: shifted slices for the forward pass alone of groups of few
+    # channels (mbf); groups of 8 channels (VarGFaceNet) keep the training choice.
+    for groups, channels, expected in (
+        (64, 2, "shifted"),
+        (64, None, "shifted"),
+        (10, 8, "dense"),
+        (40, 8, "patches"),
+    ):
+        assert select(groups, "jax", False, group_channels=channels, inference=True) == expected
+        assert (
+            select(
+                groups, "tensorflow", False, xla_cpu=True, group_channels=channels, inference=True
+            )
+            == expected
+        )
+    assert select(64, "jax", False, group_channels=2) == "dense"
+    # Elsewhere inference keeps the training choice.
+    assert select(40, "tensorflow", False, xla_cpu=False, group_channels=8, inference=True) == (
+        "grouped"
+    )
+    assert select(64, "torch", False, xla_cpu=False, inference=True) == "native"
+    assert select(64, "jax", True, inference=True) == "native"
+    assert select(1, "jax", False, inference=True) == "native"
+
+
+def compiled_call(layer, images, training):
+    """`layer(images, training=training)` compiled as a backbone's forward pass would be."""
+    if BACKEND == "tensorflow":
+        import tensorflow as tf
+
+        inputs = tf.constant(images)
+        return tf.function(lambda: layer(inputs, training=training), jit_compile=True)().numpy()
+    if BACKEND == "jax":
+        import jax
+
+        def call(variables, inputs):
+            outputs, _ = layer.stateless_call(variables, [], inputs, training=training)
+            return outputs
+
+        variables = [v.value for v in layer.trainable_variables]
+        return np.asarray(jax.jit(call)(variables, images))
+    return keras.ops.convert_to_numpy(layer(images, training=training))
+
+
+@pytest.mark.parametrize("training", [False, True, None])
+def test_training_flag_chooses_the_computation_not_the_result(monkeypatch, training):
+    """`training=False` computes with the fastest forward pass; same outputs, bias, activation."""
+    input_shape, filters, kernel, groups = (9, 9, 16), 32, 3, 8
+    arguments = dict(padding="same", use_bias=True, groups=groups, activation="relu")
+    reference = keras.layers.Conv2D(filters, kernel, **arguments)
+    layer = models.Conv2D(filters, kernel, **arguments)
+    reference.build((2,) + input_shape)
+    layer.build((2,) + input_shape)
+    rng = np.random.default_rng(3)
+    weights = [rng.normal(0.0, 0.5, tuple(w.shape)).astype("float32") for w in reference.weights]
+    reference.set_weights(weights)
+    layer.set_weights(weights)
+    images = rng.normal(0.0, 1.0, (2,) + input_shape).astype("float32")
+    calls = []
+    shifted = conv2d.shifted_convolution
+    monkeypatch.setattr(
+        conv2d, "shifted_convolution", lambda *a, **k: calls.append(1) or shifted(*a, **k)
+    )
+    outputs = compiled_call(layer, images, training)
+    expected = keras.ops.convert_to_numpy(reference(images))
+    assert float(np.mean(expected > 0)) > 0.3  # the activation is exercised
+    np.testing.assert_allclose(outputs, expected, rtol=1e-5, atol=1e-5)
+    xla_cpu = BACKEND in ("tensorflow", "jax") and not conv2d._has_accelerator()
+    # Only inference under XLA on a CPU takes the shifted slices (otherwise dense here).
+    assert bool(calls) == (xla_cpu and training is False)
+
+
 def test_invalid_implementation_names_the_value():
     with pytest.raises(ValueError, match="implementation='fast'"):
         models.Conv2D(8, 3, groups=2, implementation="fast")
