@@ -97,8 +97,8 @@ def apply_conv(x, filters, kernel_size, strides=1, groups=1, use_bias=False, nam
     bottom/right, shifting the sampling grid by one pixel relative to the references
     (and to a strided 1x1 shortcut); an explicit symmetric `ZeroPadding2D` keeps it.
     `groups == input channels == filters` gives a `keras_face.models.DepthwiseConv2D`,
-    other `groups > 1` a `keras_face.models.Conv2D` (same weights as Keras' layers, fast
-    under XLA on a CPU too).
+    any other a `keras_face.models.Conv2D` (same weights as Keras' layers; grouped and
+    1 x 1 layers fast under XLA on a CPU too).
 
     Args:
         x: input tensor (batch, height, width, channels).
@@ -125,9 +125,9 @@ def apply_conv(x, filters, kernel_size, strides=1, groups=1, use_bias=False, nam
             depthwise_initializer="he_normal",
             name=name,
         )(x)
-    # Grouped: same weights as `Conv2D(groups=...)`, computed with fast, exportable ops.
-    layer_class = Conv2D if groups > 1 else keras.layers.Conv2D
-    return layer_class(
+    # `keras.layers.Conv2D`'s weights, computed with fast, exportable ops where they differ
+    # (grouped layers; 1 x 1 layers under XLA on a CPU).
+    return Conv2D(
         filters,
         kernel_size,
         strides=strides,
@@ -202,9 +202,9 @@ def apply_squeeze_excitation_block(x, reduction, name):
     """
     channels = x.shape[-1]
     gate = keras.layers.GlobalAveragePooling2D(keepdims=True, name=f"{name}_se_pool")(x)
-    gate = keras.layers.Conv2D(
+    gate = Conv2D(
         max(channels // reduction, 1), 1, kernel_initializer="he_normal", name=f"{name}_se_conv1"
     )(gate)
     gate = apply_prelu(gate, name=f"{name}_se_prelu")
-    gate = keras.layers.Conv2D(channels, 1, activation="sigmoid", name=f"{name}_se_conv2")(gate)
+    gate = Conv2D(channels, 1, activation="sigmoid", name=f"{name}_se_conv2")(gate)
     return keras.layers.Multiply(name=f"{name}_se_multiply")([x, gate])

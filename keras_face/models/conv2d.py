@@ -44,6 +44,14 @@ depthwise and 658 ms dense; 10 groups at 14 x 14: 5.6 ms against 23 ms and 19 ms
 falling back to the rule below where TensorFlow has no grouped kernel; native on the
 PyTorch backend and on GPUs; otherwise dense up to 24 groups and depthwise beyond.
 
+A 1 x 1 convolution with one group (`groups=1`) is a matrix product of the pixels'
+channels with the kernel. Where XLA compiles for a CPU, `"auto"` computes it as one
+(`"pointwise"`: the strided pixels reshaped to `(pixels, channels)` times the
+`(channels, filters)` kernel): XLA's CPU convolution is several times slower there,
+forward and backward (JAX, batch 8, 2-core CPU, forward + backward: 64 -> 128 channels
+at 56 x 56 4.9 ms against 20 ms; 128 -> 256 at 28 x 28 3.8 against 10.9 ms). Every
+other convolution with one group is Keras' own (`"native"`).
+
 The class keeps Keras' name on purpose: Keras stores the weights of a model's layers in
 `.weights.h5` / `.keras` files under paths made from their class names (`conv2d`,
 `conv2d_1`, ...), so only a class named `Conv2D` reads and writes the files of models
@@ -58,6 +66,8 @@ from keras_face.models.conv_gradients import convolution_backward
 from keras_face.models.conv_gradients import custom_gradient
 
 IMPLEMENTATIONS = ("auto", "grouped", "depthwise", "dense", "native", "shifted", "patches")
+# A 1 x 1 convolution with one group as a matrix product (any other kernel refuses it).
+POINTWISE = "pointwise"
 # "auto" uses the block-diagonal dense kernel up to this many groups (G times the work;
 # measured crossover between 20 and 40 groups of 8 channels on CPU, TensorFlow and JAX).
 DENSE_MAX_GROUPS = 24
@@ -431,7 +441,7 @@ def _windows(inputs, kernel_size, strides, padding, dilation_rate):
 
 @keras.saving.register_keras_serializable(package="keras_face")
 class Conv2D(keras.layers.Conv2D):
-    """`keras.layers.Conv2D` with `groups`, computed with fast, exportable operations.
+    """`keras.layers.Conv2D`, its grouped and 1 x 1 convolutions computed with fast operations.
 
     Same constructor, weights (`kernel` of shape `(kh, kw, in_channels / groups,
     filters)`, `bias`), parameter count, outputs and gradients as `keras.layers.Conv2D`
@@ -448,7 +458,8 @@ class Conv2D(keras.layers.Conv2D):
         implementation: str. `"auto"`, `"grouped"`, `"depthwise"`, `"dense"`, `"native"`,
             `"shifted"` or `"patches"`; `"auto"` chooses per backend, device, compiler and
             group count (`select_implementation`), each time the layer is traced.
-            Defaults to `"auto"`.
+            `"pointwise"` (a matrix product) is for 1 x 1 kernels with `groups=1` only,
+            which `"auto"` computes so under XLA on a CPU. Defaults to `"auto"`.
         **kwargs: the other arguments of `keras.layers.Conv2D` (`strides`, `padding`,
             `dilation_rate`, `use_bias`, initializers, regularizers, ...).
 
@@ -466,12 +477,17 @@ class Conv2D(keras.layers.Conv2D):
     """
 
     def __init__(self, filters, kernel_size, groups=1, implementation="auto", **kwargs):
-        if implementation not in IMPLEMENTATIONS:
+        if implementation not in IMPLEMENTATIONS + (POINTWISE,):
             raise ValueError(
-                f"`implementation` must be one of {IMPLEMENTATIONS}. "
+                f"`implementation` must be one of {IMPLEMENTATIONS + (POINTWISE,)}. "
                 f"Received: implementation={implementation!r}"
             )
         super().__init__(filters, kernel_size, groups=groups, **kwargs)
+        if implementation == POINTWISE and not self._is_pointwise():
+            raise ValueError(
+                "`implementation='pointwise'` needs a 1 x 1 kernel and `groups=1`. "
+                f"Received: kernel_size={self.kernel_size}, groups={groups}"
+            )
         self.implementation = implementation
 
     def resolved_implementation(self, inference=False):
@@ -484,7 +500,15 @@ class Conv2D(keras.layers.Conv2D):
             inference: bool. Whether the layer is called with `training=False` (the
                 forward pass alone). Defaults to `False`.
         """
-        if self.data_format != "channels_last" or self.groups == 1:
+        if self.data_format != "channels_last":
+            return "native"
+        if self.groups == 1:
+            if self.implementation == POINTWISE or (
+                self.implementation == "auto"
+                and self._is_pointwise()
+                and compiling_with_xla_for_cpu()
+            ):
+                return POINTWISE
             return "native"
         implementation = self.implementation
         if implementation == "auto":
@@ -515,8 +539,25 @@ class Conv2D(keras.layers.Conv2D):
     def convolution_op(self, inputs, kernel):
         return self._convolve(inputs, kernel)
 
+    def _is_pointwise(self):
+        """Whether this is a 1 x 1 convolution with one group (a matrix product)."""
+        return self.groups == 1 and tuple(self.kernel_size) == (1, 1)
+
+    def _pointwise(self, inputs, kernel):
+        """The 1 x 1 convolution as `(pixels, channels) @ (channels, filters)`."""
+        # A 1 x 1 kernel needs no padding ("same" = "valid"): the strided pixels.
+        if tuple(self.strides) != (1, 1):
+            inputs = inputs[:, :: self.strides[0], :: self.strides[1]]
+        shape = keras.ops.shape(inputs)
+        outputs = keras.ops.matmul(
+            keras.ops.reshape(inputs, (-1, shape[3])), keras.ops.reshape(kernel, kernel.shape[2:])
+        )
+        return keras.ops.reshape(outputs, (shape[0], shape[1], shape[2], self.filters))
+
     def _convolve(self, inputs, kernel, inference=False):
         implementation = self.resolved_implementation(inference)
+        if implementation == POINTWISE:
+            return self._pointwise(inputs, kernel)
         if implementation in ("shifted", "patches") and None not in inputs.shape[1:3]:
             function = shifted_convolution if implementation == "shifted" else patches_convolution
             return sliced_convolution(

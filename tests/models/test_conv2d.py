@@ -211,6 +211,59 @@ def test_training_flag_chooses_the_computation_not_the_result(monkeypatch, train
     assert bool(calls) == (xla_cpu and training is False)
 
 
+@pytest.mark.parametrize(
+    "strides, padding, use_bias", [(1, "same", False), (2, "valid", True), (2, "same", False)]
+)
+def test_pointwise_equals_conv2d(strides, padding, use_bias):
+    """A 1 x 1 convolution as a matrix product: outputs and gradients of Keras' layer."""
+    arguments = dict(strides=strides, padding=padding, use_bias=use_bias)
+    reference = keras.layers.Conv2D(12, 1, **arguments)
+    layer = models.Conv2D(12, 1, implementation="pointwise", **arguments)
+    batch_shape = (2, 7, 6, 5)
+    reference.build(batch_shape)
+    layer.build(batch_shape)
+    rng = np.random.default_rng(5)
+    weights = [rng.normal(0.0, 0.5, tuple(w.shape)).astype("float32") for w in reference.weights]
+    reference.set_weights(weights)
+    layer.set_weights(weights)
+    images = rng.normal(0.0, 1.0, batch_shape).astype("float32")
+    output_shape = tuple(reference.compute_output_shape(batch_shape))
+    output_weights = rng.normal(size=output_shape).astype("float32")
+    expected = output_and_gradients(reference, images, output_weights)
+    actual = output_and_gradients(layer, images, output_weights)
+    assert (
+        actual[0].shape
+        == output_shape
+        == (2, 4 if strides == 2 else 7, 3 if strides == 2 else 6, 12)
+    )
+    for name, got, want in zip(("output", "input gradient", "kernel gradient"), actual, expected):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5, err_msg=name)
+
+
+def test_auto_is_pointwise_for_1x1_only_under_xla_on_a_cpu(monkeypatch):
+    pointwise = models.Conv2D(8, 1)
+    strided = models.Conv2D(8, 1, strides=2)
+    spatial = models.Conv2D(8, 3)
+    monkeypatch.setattr(conv2d, "compiling_with_xla_for_cpu", lambda: True)
+    assert [layer.resolved_implementation() for layer in (pointwise, strided, spatial)] == [
+        "pointwise",
+        "pointwise",
+        "native",
+    ]
+    monkeypatch.setattr(conv2d, "compiling_with_xla_for_cpu", lambda: False)
+    assert pointwise.resolved_implementation() == "native"
+    assert models.Conv2D(8, 1, implementation="pointwise").resolved_implementation() == (
+        "pointwise"
+    )
+
+
+def test_pointwise_refuses_other_kernels():
+    with pytest.raises(ValueError, match=r"kernel_size=\(3, 3\), groups=1"):
+        models.Conv2D(8, 3, implementation="pointwise")
+    with pytest.raises(ValueError, match="groups=2"):
+        models.Conv2D(8, 1, groups=2, implementation="pointwise")
+
+
 def test_invalid_implementation_names_the_value():
     with pytest.raises(ValueError, match="implementation='fast'"):
         models.Conv2D(8, 3, groups=2, implementation="fast")

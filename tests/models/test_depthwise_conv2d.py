@@ -302,13 +302,22 @@ def test_weights_saved_with_keras_layers_give_the_same_embeddings_compiled(famil
             shutil.copyfileobj(source, target)
     backbone = models.get(family, input_shape=saved["images"].shape[1:], embedding_size=16)
     depthwise = [layer for layer in backbone.layers if isinstance(layer, models.DepthwiseConv2D)]
-    grouped = [layer for layer in backbone.layers if isinstance(layer, models.Conv2D)]
+    convolutions = [layer for layer in backbone.layers if isinstance(layer, models.Conv2D)]
+    grouped = [layer for layer in convolutions if layer.groups > 1]
+    pointwise = [layer for layer in convolutions if layer._is_pointwise()]
+    # Every convolution of the backbones is keras_face's (same weights as Keras').
+    assert not [
+        layer
+        for layer in backbone.layers
+        if isinstance(layer, keras.layers.Conv2D) and not isinstance(layer, models.Conv2D)
+    ]
     # mbf: 15 bottlenecks' 3x3 depthwise layers, the GDC output, the 64-group stem conv;
-    # VarGFaceNet: grouped convolutions only.
+    # VarGFaceNet: grouped convolutions only. Both: 1 x 1 layers (matrix products under XLA).
     if family == "mobilefacenet_mbf":
         assert (len(depthwise), len(grouped)) == (16, 1)
     else:
         assert not depthwise and len(grouped) > 20
+    assert len(pointwise) > 20
     backbone.load_weights(path)
     if BACKEND == "tensorflow":
         import tensorflow as tf
