@@ -33,10 +33,10 @@ def keep_freed_memory():
     it once, before training; it cannot be undone in the process. The process then keeps
     its peak memory until it exits (freed blocks are reused, not returned), which suits a
     training or evaluation job. Measured on JAX, batch 8, 2-core CPU, against PyTorch in
-    the same process (`benchmarks/backbones.py --compare-torch --keep-freed-memory`):
-    MobileFaceNet training 0.67x -> 1.01x PyTorch's speed, IR-ResNet-50 training
-    0.71x -> 0.76x. TensorFlow's XLA steps were not faster with it (their buffers come
-    from TensorFlow's allocator).
+    the same process (`benchmarks/backbones.py --compare-torch --keep-freed-memory`,
+    5 rounds): MobileFaceNet training 0.86x -> 1.50x PyTorch's speed, VarGFaceNet
+    training 0.48x -> 0.79x, IR-ResNet-50 training 0.72x -> 0.77x. TensorFlow's XLA
+    steps were not faster with it (their buffers come from TensorFlow's allocator).
 
     Returns:
         bool. `True` where the setting was made (Linux with glibc); `False` elsewhere
