@@ -75,6 +75,9 @@ DENSE_MAX_GROUPS = 24
 # least this many input channels (measured: 20 groups of 8 channels and more).
 PATCHES_MIN_GROUPS = 16
 PATCHES_MIN_CHANNELS = 4
+# Inference under XLA on a CPU takes the shifted slices for fewer input channels than this
+# per group (mbf's 2: faster in the whole model; VarGFaceNet's 8: slower there).
+SHIFTED_INFERENCE_CHANNEL_LIMIT = 4
 
 
 @functools.cache
@@ -201,7 +204,7 @@ def select_implementation(
     # 8 at 7 x 7: 3.8 ms against 33 ms dense; 20 groups of 8 at 14 x 14: 9.1 against
     # 30 ms; 10 groups of 8 at 28 x 28: 54 against 35 ms; mbf: 472 against 192 ms).
     if xla_cpu:
-        if inference and (group_channels or 1) < PATCHES_MIN_CHANNELS:
+        if inference and (group_channels or 1) < SHIFTED_INFERENCE_CHANNEL_LIMIT:
             return "shifted"
         if groups >= PATCHES_MIN_GROUPS and (group_channels or 0) >= PATCHES_MIN_CHANNELS:
             return "patches"

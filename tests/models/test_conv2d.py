@@ -39,15 +39,18 @@ def make_pair(shape_name, implementation, seed=0):
     )
     reference = keras.layers.Conv2D(filters, kernel, **arguments)
     layer = models.Conv2D(filters, kernel, implementation=implementation, **arguments)
-    batch_shape = (2,) + input_shape
+    images = share_random_weights(reference, layer, (2,) + input_shape, np.random.default_rng(seed))
+    return reference, layer, images
+
+
+def share_random_weights(reference, layer, batch_shape, rng):
+    """Build both layers, give them the same random weights; random inputs of that shape."""
     reference.build(batch_shape)
     layer.build(batch_shape)
-    rng = np.random.default_rng(seed)
     weights = [rng.normal(0.0, 0.5, tuple(w.shape)).astype("float32") for w in reference.weights]
     reference.set_weights(weights)
     layer.set_weights(weights)
-    images = rng.normal(0.0, 1.0, batch_shape).astype("float32")
-    return reference, layer, images
+    return rng.normal(0.0, 1.0, batch_shape).astype("float32")
 
 
 def output_and_gradients(layer, images, output_weights):
@@ -190,13 +193,7 @@ def test_training_flag_chooses_the_computation_not_the_result(monkeypatch, train
     arguments = dict(padding="same", use_bias=True, groups=groups, activation="relu")
     reference = keras.layers.Conv2D(filters, kernel, **arguments)
     layer = models.Conv2D(filters, kernel, **arguments)
-    reference.build((2,) + input_shape)
-    layer.build((2,) + input_shape)
-    rng = np.random.default_rng(3)
-    weights = [rng.normal(0.0, 0.5, tuple(w.shape)).astype("float32") for w in reference.weights]
-    reference.set_weights(weights)
-    layer.set_weights(weights)
-    images = rng.normal(0.0, 1.0, (2,) + input_shape).astype("float32")
+    images = share_random_weights(reference, layer, (2,) + input_shape, np.random.default_rng(3))
     calls = []
     shifted = conv2d.shifted_convolution
     monkeypatch.setattr(
@@ -220,13 +217,8 @@ def test_pointwise_equals_conv2d(strides, padding, use_bias):
     reference = keras.layers.Conv2D(12, 1, **arguments)
     layer = models.Conv2D(12, 1, implementation="pointwise", **arguments)
     batch_shape = (2, 7, 6, 5)
-    reference.build(batch_shape)
-    layer.build(batch_shape)
     rng = np.random.default_rng(5)
-    weights = [rng.normal(0.0, 0.5, tuple(w.shape)).astype("float32") for w in reference.weights]
-    reference.set_weights(weights)
-    layer.set_weights(weights)
-    images = rng.normal(0.0, 1.0, batch_shape).astype("float32")
+    images = share_random_weights(reference, layer, batch_shape, rng)
     output_shape = tuple(reference.compute_output_shape(batch_shape))
     output_weights = rng.normal(size=output_shape).astype("float32")
     expected = output_and_gradients(reference, images, output_weights)
