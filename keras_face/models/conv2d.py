@@ -76,8 +76,12 @@ DENSE_MAX_GROUPS = 24
 PATCHES_MIN_GROUPS = 16
 PATCHES_MIN_CHANNELS = 4
 # Inference under XLA on a CPU takes the shifted slices for fewer input channels than this
-# per group (mbf's 2: faster in the whole model; VarGFaceNet's 8: slower there).
-SHIFTED_INFERENCE_CHANNEL_LIMIT = 4
+# per group (mbf's 2 and VarGFaceNet's 8: the fastest forward pass of both whole models).
+SHIFTED_INFERENCE_CHANNEL_LIMIT = 9
+# ... and kernels of at most this many positions (3 x 3): VarGFaceNet's last grouped layer,
+# 7 x 7 over a 7 x 7 map, 392 products a group, is faster as patches (whole JAX forward
+# 93.9 against 103.1 ms).
+SHIFTED_INFERENCE_MAX_KERNEL_POSITIONS = 9
 
 
 @functools.cache
@@ -153,7 +157,13 @@ def tensorflow_has_grouped_convolution():
 
 
 def select_implementation(
-    groups, backend=None, accelerator=None, xla_cpu=None, group_channels=None, inference=False
+    groups,
+    backend=None,
+    accelerator=None,
+    xla_cpu=None,
+    group_channels=None,
+    inference=False,
+    kernel_positions=None,
 ):
     """The implementation `"auto"` uses for a grouped convolution.
 
@@ -162,10 +172,13 @@ def select_implementation(
     the shifted slices are the fastest forward pass of groups of few channels (JAX,
     batch 8, forward only: mbf's 64 groups of 2 at 56 x 56, 10.8 ms against 24 dense;
     the whole `mobilefacenet_mbf` forward 0.81x -> 1.23x PyTorch's speed), but automatic
-    differentiation makes their backward pass the slowest. Groups of 8 channels
-    (VarGFaceNet) keep the training choice: timed alone their shifted forward is faster
-    too (10 groups at 28 x 28, 1.7 against 5.2 ms dense), but inside the whole
-    VarGFaceNet forward it was slower (180 against 123 ms).
+    differentiation makes their backward pass the slowest. The same holds for groups of
+    8 channels (VarGFaceNet: 10 groups at 28 x 28, 1.7 against 5.2 ms dense) once the
+    windows reach the padding (`_windows`): before that, XLA recomputed the previous
+    layer's normalisation and activation inside every product and the whole VarGFaceNet
+    forward was slower shifted (205 against 128 ms; now 83-109 ms, 0.52x -> 0.87-1.03x
+    PyTorch's speed on JAX). A VarGFaceNet training step with the shifted slices took
+    5.8 s against 1.2 s for the training choice.
 
     Args:
         groups: int. Number of groups G.
@@ -179,6 +192,8 @@ def select_implementation(
         inference: bool. Whether only the forward pass runs (the layer called with
             `training=False`, as `predict` and `keras_face.evaluation` do). Defaults to
             `False`.
+        kernel_positions: int. `kh * kw`, if known. Defaults to `None` (unknown: as if
+            3 x 3).
 
     Returns:
         `"grouped"`, `"native"`, `"dense"`, `"patches"`, `"shifted"` or `"depthwise"`.
@@ -204,7 +219,11 @@ def select_implementation(
     # 8 at 7 x 7: 3.8 ms against 33 ms dense; 20 groups of 8 at 14 x 14: 9.1 against
     # 30 ms; 10 groups of 8 at 28 x 28: 54 against 35 ms; mbf: 472 against 192 ms).
     if xla_cpu:
-        if inference and (group_channels or 1) < SHIFTED_INFERENCE_CHANNEL_LIMIT:
+        if (
+            inference
+            and (group_channels or 1) < SHIFTED_INFERENCE_CHANNEL_LIMIT
+            and (kernel_positions or 9) <= SHIFTED_INFERENCE_MAX_KERNEL_POSITIONS
+        ):
             return "shifted"
         if groups >= PATCHES_MIN_GROUPS and (group_channels or 0) >= PATCHES_MIN_CHANNELS:
             return "patches"
@@ -279,39 +298,40 @@ def shifted_convolution(inputs, kernel, groups, strides, padding, dilation_rate)
     """
     height, width, group_in, filters = kernel.shape
     group_out = filters // groups
-    if group_in > 1:
-        # Channel by channel of every group, each a sum of kh * kw terms, then added: XLA
-        # fuses a few terms per loop well and one chain over all of them badly (batch 8,
-        # 28 x 28, 10 groups, JAX: 8 channels a group 3 against 6 ms; 16 channels a
-        # group, as in the input gradient of a depthwise multiplier, 9 against 58 ms).
-        grouped = keras.ops.reshape(
-            inputs, (-1, inputs.shape[1], inputs.shape[2], groups, group_in)
-        )
-        outputs = None
-        for channel in range(group_in):
-            partial = shifted_convolution(
-                grouped[..., channel],
-                kernel[:, :, channel : channel + 1],
-                groups,
-                strides,
-                padding,
-                dilation_rate,
-            )
-            outputs = partial if outputs is None else outputs + partial
-        return outputs
-    windows, outputs_size = _windows(inputs, (height, width), strides, padding, dilation_rate)
-    # One axis per group when groups give several outputs.
+    # One axis per group when groups give several outputs. Only then are the windows
+    # widened to reach the padding (`_windows`): each input element is used by
+    # `group_out` products; with one, fusing the input's producer costs no more than
+    # storing it, and a widened window costs a copy of a `"valid"` layer's input.
     per_group = group_out > 1
-    if per_group:
-        kernel = keras.ops.reshape(kernel, (height, width, 1, groups, group_out))
+    # The input is padded once for all channels (a pad per channel of a group: whole
+    # VarGFaceNet forward on JAX 93.6 against 85.0 ms).
+    windows, outputs_size = _windows(
+        inputs, (height, width), strides, padding, dilation_rate, reach_padding=per_group
+    )
+    kernel = keras.ops.reshape(kernel, (height, width, group_in, groups, group_out))
     outputs = None
-    for (row, column), window in windows:
-        if per_group:
-            # (batch, h, w, G, 1) * (G, group_out) -> (batch, h, w, G, group_out).
-            term = window[..., None] * kernel[row, column, 0]
-        else:
-            term = window * kernel[row, column, 0]
-        outputs = term if outputs is None else outputs + term
+    # Channel by channel of every group, each a sum of kh * kw terms, then added: XLA
+    # fuses a few terms per loop well and one chain over all of them badly (batch 8,
+    # 28 x 28, 10 groups, JAX: 8 channels a group 3 against 6 ms; 16 channels a group,
+    # as in the input gradient of a depthwise multiplier, 9 against 58 ms).
+    for channel in range(group_in):
+        partial = None
+        for (row, column), window in windows:
+            if group_in > 1:
+                window = keras.ops.reshape(
+                    window, (-1, window.shape[1], window.shape[2], groups, group_in)
+                )[..., channel]
+            if per_group:
+                # (batch, h, w, G, 1) * (G, group_out) -> (batch, h, w, G, group_out).
+                term = window[..., None] * kernel[row, column, channel]
+            else:
+                term = window * kernel[row, column, channel, :, 0]
+            if window.shape[2] != outputs_size[1]:
+                # A window widened to reach the padding (see `_windows`): cropped after
+                # the product, so that the slice stays a slice of the padded input.
+                term = term[:, :, : outputs_size[1]]
+            partial = term if partial is None else partial + term
+        outputs = partial if outputs is None else outputs + partial
     if per_group:
         outputs = keras.ops.reshape(outputs, (-1, outputs_size[0], outputs_size[1], filters))
     return outputs
@@ -411,34 +431,56 @@ def sliced_convolution(inputs, kernel, groups, strides, padding, dilation_rate, 
     return custom_gradient(forward, backward)(inputs, keras.ops.convert_to_tensor(kernel))
 
 
-def _windows(inputs, kernel_size, strides, padding, dilation_rate):
+def _windows(inputs, kernel_size, strides, padding, dilation_rate, reach_padding=False):
     """`[((row, column), window)]` of the padded input that each kernel position sees.
 
     Each window is the strided slice `(batch, out_height, out_width, channels)`; also
     returns `(out_height, out_width)`.
+
+    With `reach_padding=True`, a window that would lie inside the input without touching
+    the zeros added here (the centre position of a `"same"` convolution; every position
+    of a `"valid"` one) is taken wider, to the right, by the fewest strides that reach
+    the zeros (padding more zeros on the right where needed): `out_width + extra`
+    columns, for the caller to crop after its product. XLA replaces a slice of a pad that
+    misses the padding by a slice of the pad's operand, and then fuses the computation
+    that produced the input (the previous layer's normalisation and activation) into the
+    loop of the product, where it is recomputed once per output channel of the group:
+    VarGFaceNet's 28 x 28 grouped layer after a batch normalisation and a PReLU, JAX,
+    batch 8, 22.4 ms against 2.6 ms with the widened centre window.
     """
+    size = inputs.shape[1:3]
     pads = [
-        explicit_padding(size, extent, stride, dilation, padding)
-        for size, extent, stride, dilation in zip(
-            inputs.shape[1:3], kernel_size, strides, dilation_rate
-        )
+        list(explicit_padding(extent, kernel, stride, dilation, padding))
+        for extent, kernel, stride, dilation in zip(size, kernel_size, strides, dilation_rate)
     ]
-    if any(sum(pad) for pad in pads):
-        inputs = keras.ops.pad(inputs, [(0, 0), pads[0], pads[1], (0, 0)])
     outputs_size = [
-        (size - (extent - 1) * dilation - 1) // stride + 1
-        for size, extent, stride, dilation in zip(
-            inputs.shape[1:3], kernel_size, strides, dilation_rate
+        (extent + sum(pad) - (kernel - 1) * dilation - 1) // stride + 1
+        for extent, pad, kernel, stride, dilation in zip(
+            size, pads, kernel_size, strides, dilation_rate
         )
     ]
-    windows = []
+    spans = []
     for row in range(kernel_size[0]):
         top = row * dilation_rate[0]
-        rows = slice(top, top + (outputs_size[0] - 1) * strides[0] + 1, strides[0])
+        bottom = top + (outputs_size[0] - 1) * strides[0]
         for column in range(kernel_size[1]):
             left = column * dilation_rate[1]
-            columns = slice(left, left + (outputs_size[1] - 1) * strides[1] + 1, strides[1])
-            windows.append(((row, column), inputs[:, rows, columns]))
+            right = left + (outputs_size[1] - 1) * strides[1]
+            extra = 0
+            inside = pads[0][0] <= top and bottom < pads[0][0] + size[0]
+            if reach_padding and inside and pads[1][0] <= left:
+                # Strides to add until the last column lies past the input.
+                extra = max(0, -(-(pads[1][0] + size[1] - right) // strides[1]))
+            spans.append(((row, column), top, bottom, left, right + extra * strides[1]))
+    # Zeros on the right for the widest window.
+    pads[1][1] = max(pads[1][1], max(span[4] for span in spans) + 1 - pads[1][0] - size[1])
+    if any(sum(pad) for pad in pads):
+        inputs = keras.ops.pad(inputs, [(0, 0), tuple(pads[0]), tuple(pads[1]), (0, 0)])
+    windows = []
+    for position, top, bottom, left, right in spans:
+        rows = slice(top, bottom + 1, strides[0])
+        columns = slice(left, right + 1, strides[1])
+        windows.append((position, inputs[:, rows, columns]))
     return windows, outputs_size
 
 
@@ -519,7 +561,10 @@ class Conv2D(keras.layers.Conv2D):
             if self.built:
                 group_channels = self.kernel.shape[2]
             implementation = select_implementation(
-                self.groups, group_channels=group_channels, inference=inference
+                self.groups,
+                group_channels=group_channels,
+                inference=inference,
+                kernel_positions=self.kernel_size[0] * self.kernel_size[1],
             )
         if implementation == "grouped" and keras.backend.backend() != "tensorflow":
             return "native"

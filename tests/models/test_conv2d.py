@@ -142,13 +142,15 @@ def test_grouped_is_native_on_other_backends():
 
 def test_inference_picks_the_fastest_forward_pass_only_under_xla_on_a_cpu():
     select = conv2d.select_implementation
-    # Under XLA on a CPU: shifted slices for the forward pass alone of groups of few
-    # channels (mbf); groups of 8 channels (VarGFaceNet) keep the training choice.
+    # Under XLA on a CPU: shifted slices for the forward pass alone of groups of up to 8
+    # channels (mbf, VarGFaceNet); more channels keep the training choice.
     for groups, channels, expected in (
         (64, 2, "shifted"),
         (64, None, "shifted"),
-        (10, 8, "dense"),
-        (40, 8, "patches"),
+        (10, 8, "shifted"),
+        (40, 8, "shifted"),
+        (10, 16, "dense"),
+        (40, 16, "patches"),
     ):
         assert select(groups, "jax", False, group_channels=channels, inference=True) == expected
         assert (
@@ -158,6 +160,14 @@ def test_inference_picks_the_fastest_forward_pass_only_under_xla_on_a_cpu():
             == expected
         )
     assert select(64, "jax", False, group_channels=2) == "dense"
+    assert select(40, "jax", False, group_channels=8) == "patches"
+    # Kernels larger than 3 x 3 (VarGFaceNet's last 7 x 7 layer) keep the training choice.
+    assert select(128, "jax", False, group_channels=8, inference=True, kernel_positions=49) == (
+        "patches"
+    )
+    assert select(64, "jax", False, group_channels=2, inference=True, kernel_positions=9) == (
+        "shifted"
+    )
     # Elsewhere inference keeps the training choice.
     assert select(40, "tensorflow", False, xla_cpu=False, group_channels=8, inference=True) == (
         "grouped"
@@ -165,6 +175,32 @@ def test_inference_picks_the_fastest_forward_pass_only_under_xla_on_a_cpu():
     assert select(64, "torch", False, xla_cpu=False, inference=True) == "native"
     assert select(64, "jax", True, inference=True) == "native"
     assert select(1, "jax", False, inference=True) == "native"
+
+
+@pytest.mark.parametrize("shape_name", sorted(SHAPES) + ["same_stride2"])
+def test_shifted_windows_reach_the_padding(shape_name):
+    # A window inside the input lets XLA fuse the input's producer into every product
+    # (recomputed per output channel); widened windows all reach the zeros added, and
+    # their first `out_width` columns are the plain windows.
+    shape = dict(SHAPES, same_stride2=((9, 8, 4), 4, 3, 2, 2, "same", False, 1))[shape_name]
+    input_shape, _, kernel, _, strides, padding, _, dilation = shape
+    kernel = (kernel, kernel) if isinstance(kernel, int) else kernel
+    images = np.ones((2,) + input_shape, "float32")
+    arguments = (kernel, (strides, strides), padding, (dilation, dilation))
+    plain, size = conv2d._windows(images, *arguments)
+    widened, widened_size = conv2d._windows(images, *arguments, reach_padding=True)
+    assert widened_size == size
+    assert [position for position, _ in widened] == [position for position, _ in plain]
+    widened_count = 0
+    for (_, window), (_, wide) in zip(plain, widened):
+        window, wide = keras.ops.convert_to_numpy(window), keras.ops.convert_to_numpy(wide)
+        assert window.shape[1:3] == tuple(size)
+        np.testing.assert_array_equal(wide[:, :, : size[1]], window)
+        assert wide.min() == 0.0
+        # Only the windows that missed the padding (all ones) are widened.
+        assert (wide.shape[2] > size[1]) == (window.min() == 1.0)
+        widened_count += wide.shape[2] > size[1]
+    assert widened_count >= (len(plain) if padding == "valid" else 1)
 
 
 def compiled_call(layer, images, training):
