@@ -222,7 +222,8 @@ def select_implementation(
         if (
             inference
             and (group_channels or 1) < SHIFTED_INFERENCE_CHANNEL_LIMIT
-            and (kernel_positions or 9) <= SHIFTED_INFERENCE_MAX_KERNEL_POSITIONS
+            and (kernel_positions or SHIFTED_INFERENCE_MAX_KERNEL_POSITIONS)
+            <= SHIFTED_INFERENCE_MAX_KERNEL_POSITIONS
         ):
             return "shifted"
         if groups >= PATCHES_MIN_GROUPS and (group_channels or 0) >= PATCHES_MIN_CHANNELS:
